@@ -1,0 +1,99 @@
+"""The one place that names every dimension, coordinate and variable of SGD Atlas Datasets.
+
+Every public engine function returns an ``xr.Dataset`` built with :func:`dataset`, so that
+each variable and coordinate carries ``long_name`` and ``units`` (``"1"`` when dimensionless)
+and the Dataset carries its inputs, seed and engine version in ``attrs``: a cached file
+explains itself.  The app checks Datasets with :func:`require` and says what is missing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+import xarray as xr
+
+from . import __version__
+
+#: dims → (long_name, units) of their coordinate
+DIMS: dict[str, tuple[str, str]] = {
+    "trajectory": ("trajectory", "1"),
+    "step": ("SGD step", "1"),
+    "param": ("parameter", "1"),
+    "sample": ("data point", "1"),
+}
+
+#: variables → (long_name, units)
+VARIABLES: dict[str, tuple[str, str]] = {
+    "theta": ("parameters θ = (w1, w2, v1, v2)", "1"),
+    "theta_final": ("parameters after the last step (or at exit)", "1"),
+    "theta_init": ("initial parameters", "1"),
+    "loss": ("expected loss E_x[½(f(x;θ) − T(x))²]", "1"),
+    "train_loss": ("training loss (1/2n) Σ (f(x_i;θ) − y_i)²", "1"),
+    "exit_step": ("step at which the trajectory left the box or diverged (−1: never)", "1"),
+    "exit_reason": ("why the trajectory stopped: 0 running, 1 left the box, 2 diverged", "1"),
+    "data_x": ("training inputs x_i", "1"),
+    "data_y": ("training labels y_i = T(x_i) + ξ_i", "1"),
+}
+
+#: the reasons coded in ``exit_reason``
+EXIT_NONE, EXIT_BOX, EXIT_DIVERGED = 0, 1, 2
+
+PARAM_NAMES = ("w1", "w2", "v1", "v2")
+
+
+def _attrs(table: Mapping[str, tuple[str, str]], name: str) -> dict[str, str]:
+    long_name, units = table[name]
+    return {"long_name": long_name, "units": units}
+
+
+def _canonical_attr(value: Any) -> Any:
+    """netCDF-storable attribute value (None → "none", bools → ints)."""
+    if value is None:
+        return "none"
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    return value
+
+
+def dataset(
+    data_vars: Mapping[str, tuple[tuple[str, ...], np.ndarray]],
+    coords: Mapping[str, np.ndarray],
+    inputs: Mapping[str, Any],
+    kind: str,
+) -> xr.Dataset:
+    """Build a schema-conforming Dataset.
+
+    Parameters
+    ----------
+    data_vars
+        ``name -> (dims, array)``; names must be in :data:`VARIABLES`.
+    coords
+        ``dim -> values``; dims must be in :data:`DIMS`.
+    inputs
+        The model inputs and seed; stored in ``attrs`` with the engine version.
+    kind
+        What the Dataset is (e.g. ``"fa_ensemble"``); stored as ``attrs["kind"]``.
+    """
+    ds = xr.Dataset(
+        {name: (dims, arr, _attrs(VARIABLES, name)) for name, (dims, arr) in data_vars.items()},
+        coords={dim: (dim, np.asarray(val), _attrs(DIMS, dim)) for dim, val in coords.items()},
+    )
+    ds.attrs = {k: _canonical_attr(v) for k, v in inputs.items()}
+    ds.attrs["kind"] = kind
+    ds.attrs["engine_version"] = __version__
+    return ds
+
+
+def require(ds: xr.Dataset, *names: str) -> None:
+    """Raise ``ValueError`` naming the variables a consumer needs but ``ds`` lacks."""
+    missing = [n for n in names if n not in ds.variables]
+    if missing:
+        raise ValueError(
+            f"Dataset of kind {ds.attrs.get('kind', '?')!r} lacks {', '.join(missing)}; "
+            "it was made by an incompatible engine version — clear the cache and recompute."
+        )
