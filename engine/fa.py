@@ -39,6 +39,7 @@ __all__ = [
     "population_grad",
     "reduced_map",
     "sample_inputs",
+    "uniform_initial",
     "batch_indices",
     "make_data",
     "run_ensemble",
@@ -63,9 +64,9 @@ OPTIMAL_POINTS.flags.writeable = False
 DIVERGENCE_THRESHOLD = 1e8
 
 # random-stream tags (see engine._vecmath: streams are independent by construction)
-_S_X, _S_XI, _S_DATA_X, _S_DATA_XI, _S_BATCH = 0, 1, 2, 3, 4
-_BLOCK = 256  # trajectories per block: local arrays stay in L1/L2
-_ROWS = 256  # samples of noise drawn ahead per block
+_S_X, _S_XI, _S_DATA_X, _S_DATA_XI, _S_BATCH, _S_INIT = 0, 1, 2, 3, 4, 5
+_BLOCK = 128  # trajectories per block: local arrays stay in L1/L2
+_ROWS = 64  # samples of noise drawn ahead per block
 _JIT = dict(nogil=True, cache=True, error_model="numpy")
 
 
@@ -204,6 +205,8 @@ def _online_block(theta, keys_x, keys_xi, shared, lr, sigma, tau, c4, S, n_steps
                 act[j] = a ^ stop  # false exactly where it stopped now
             if (t0 + s + 1) % rec_every == 0:
                 _record(rec, (t0 + s + 1) // rec_every, j0, m, act, w1, w2, v1, v2)
+    if n_steps % rec_every != 0:  # the final state is always recorded
+        _record(rec, rec.shape[1] - 1, j0, m, act, w1, w2, v1, v2)
     for j in range(m):
         theta[j0 + j, 0] = w1[j]
         theta[j0 + j, 1] = w2[j]
@@ -280,15 +283,15 @@ def _dataset_block(theta, data_x, data_y, keys_b, shared, lr, S, n_steps, step0,
                 exit_step[j] = step0 + t + 1
                 exit_reason[j] = 2 if div else 1
                 alive = False
-            if (t + 1) % rec_every == 0:
-                i_rec = (t + 1) // rec_every
+            if (t + 1) % rec_every == 0 or t + 1 == n_steps:
+                i_rec = (t + 1) // rec_every if (t + 1) % rec_every == 0 else rec.shape[1] - 1
                 rec[j, i_rec, 0] = w1 if alive else np.nan
                 rec[j, i_rec, 1] = w2 if alive else np.nan
                 rec[j, i_rec, 2] = v1 if alive else np.nan
                 rec[j, i_rec, 3] = v2 if alive else np.nan
             if not alive:
                 for i_rec in range((t + 1) // rec_every + 1, rec.shape[1]):
-                    rec[j, i_rec, :] = np.nan
+                    rec[j, i_rec, :] = np.nan  # includes the final record
                 break
         theta[j, 0], theta[j, 1], theta[j, 2], theta[j, 3] = w1, w2, v1, v2
 
@@ -490,8 +493,8 @@ def _seed(seed):
     return seed
 
 
-def _keys(seed, stream, n):
-    return np.array([stream_key(seed, stream, j) for j in range(n)], dtype=np.uint64)
+def _keys(seed, stream, ids):
+    return np.array([stream_key(seed, stream, int(j)) for j in ids], dtype=np.uint64)
 
 
 def make_data(n_data: int, sigma2: float = 1.0, label_noise: float = 0.0,
@@ -509,6 +512,19 @@ def make_data(n_data: int, sigma2: float = 1.0, label_noise: float = 0.0,
     x = sigma * normals(stream_key(seed, _S_DATA_X, 0), 0, n)
     xi = normals(stream_key(seed, _S_DATA_XI, 0), 0, n)
     return x, _apply_teacher(x, _teacher_id(teacher)) + tau * xi
+
+
+def uniform_initial(n_trajectories: int, half_width: float = 1.0, seed: int = 0) -> np.ndarray:
+    """Initial conditions uniform in [−a, a]⁴ (paper 000 Fig. 4 uses a = 1): (n, 4) array.
+
+    Drawn from their own stream of ``seed``: the first k of n are the same for every n ≥ k.
+    """
+    from ._vecmath import uniforms
+
+    n = _count(n_trajectories, "n_trajectories", 1)
+    a = _positive(half_width, "half_width")
+    u = uniforms(stream_key(_seed(seed), _S_INIT, 0), 0, 4 * n).reshape(n, 4)
+    return a * (2.0 * u - 1.0)
 
 
 def sample_inputs(n_trajectories: int, n_steps: int, sigma2: float, batch_size: int = 1,
@@ -550,7 +566,7 @@ def batch_indices(n_data: int, batch_size: int, n_steps: int, seed: int = 0,
 # ---------------------------------------------------------------------------------------------
 def run_ensemble(theta0, lr, sigma2, n_steps, batch_size=1, label_noise=0.0, teacher="paper000",
                  n_data=None, shared_noise=False, record_every=1, seed=0, *, start_step=0,
-                 bound=None, loss=True):
+                 bound=None, loss=True, trajectory_ids=None):
     """Run an ensemble of SGD trajectories of the Fukumizu–Amari model.
 
     Parameters
@@ -577,7 +593,7 @@ def run_ensemble(theta0, lr, sigma2, n_steps, batch_size=1, label_noise=0.0, tea
         All trajectories see the same inputs (as for pullback attractors) instead of
         independent ones.
     record_every : int
-        Record θ every k-th step (the initial state is always recorded).
+        Record θ every k-th step; the initial and the final state are always recorded.
     seed : int
         Same seed and inputs give bit-identical results, whatever the ensemble size.
     start_step : int, keyword-only
@@ -588,6 +604,9 @@ def run_ensemble(theta0, lr, sigma2, n_steps, batch_size=1, label_noise=0.0, tea
         trajectory stops when it diverges (NaN/inf or |θ_i| > DIVERGENCE_THRESHOLD).
     loss : bool, keyword-only
         Record the expected loss E_x[½(f − T)²] at recorded steps (by quadrature).
+    trajectory_ids : array_like of int, keyword-only
+        The noise stream (and ``trajectory`` coordinate) of each row of ``theta0``; default
+        0 … n−1. Running a subset with its ids reproduces those trajectories of the full run.
 
     Returns
     -------
@@ -616,13 +635,16 @@ def run_ensemble(theta0, lr, sigma2, n_steps, batch_size=1, label_noise=0.0, tea
     seed = _seed(seed)
     t0 = _count(start_step, "start_step")
     bound = np.inf if bound is None else _positive(bound, "bound")
-    n_rec = 1 + T // k
+    n_rec = 1 + T // k + (1 if T % k else 0)
     if n * n_rec * 4 * 8 > 2**31:
         raise ValueError(
             f"recording {n} trajectories at {n_rec} steps needs more than 2 GiB; "
             "raise record_every."
         )
     shared = bool(shared_noise)
+    ids = np.arange(n) if trajectory_ids is None else np.asarray(trajectory_ids)
+    if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer) or np.any(ids < 0):
+        raise ValueError("trajectory_ids must be n_trajectories non-negative integers.")
 
     theta = np.ascontiguousarray(th0.copy())
     rec = np.full((n, n_rec, 4), np.nan)
@@ -630,9 +652,9 @@ def run_ensemble(theta0, lr, sigma2, n_steps, batch_size=1, label_noise=0.0, tea
     exit_step = np.full(n, -1, dtype=np.int64)
     exit_reason = np.zeros(n, dtype=np.int8)
     parallel = n >= _PARALLEL_MIN_TRAJECTORIES
-    n_keys = 1 if shared else n
+    key_ids = ids[:1] * 0 if shared else ids
     if n_data is None:
-        args = (theta, _keys(seed, _S_X, n_keys), _keys(seed, _S_XI, n_keys), shared, lr,
+        args = (theta, _keys(seed, _S_X, key_ids), _keys(seed, _S_XI, key_ids), shared, lr,
                 np.sqrt(sigma2), tau, c4, S, T, t0, k, bound, rec, exit_step, exit_reason)
         if parallel:
             with _PARALLEL_LOCK:
@@ -642,7 +664,7 @@ def run_ensemble(theta0, lr, sigma2, n_steps, batch_size=1, label_noise=0.0, tea
         data_x = data_y = None
     else:
         data_x, data_y = make_data(n_data, sigma2, tau, teacher, seed)
-        args = (theta, data_x, data_y, _keys(seed, _S_BATCH, n_keys), shared, lr, S, T, t0, k,
+        args = (theta, data_x, data_y, _keys(seed, _S_BATCH, key_ids), shared, lr, S, T, t0, k,
                 bound, rec, exit_step, exit_reason)
         if parallel:
             with _PARALLEL_LOCK:
@@ -660,8 +682,8 @@ def run_ensemble(theta0, lr, sigma2, n_steps, batch_size=1, label_noise=0.0, tea
     if loss:
         data_vars["loss"] = (("trajectory", "step"), population_loss(rec, sigma2, teacher))
     coords = {
-        "trajectory": np.arange(n),
-        "step": t0 + k * np.arange(n_rec),
+        "trajectory": ids,
+        "step": t0 + np.minimum(k * np.arange(n_rec), T),
         "param": np.array(schema.PARAM_NAMES),
     }
     if data_x is not None:

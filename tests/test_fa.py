@@ -257,3 +257,29 @@ def test_bad_input_gets_a_clear_message(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         fa.run_ensemble(**args)
+
+
+def test_uniform_initial_conditions():
+    th = fa.uniform_initial(20_000, 0.5, seed=3)
+    assert th.shape == (20_000, 4) and np.all(np.abs(th) <= 0.5)
+    assert np.allclose(th.mean(axis=0), 0, atol=5 * 0.5 / np.sqrt(3 * 20_000))
+    np.testing.assert_array_equal(fa.uniform_initial(10, 0.5, seed=3), th[:10])
+
+
+@pytest.mark.parametrize("n_data", [None, 12])
+def test_a_subset_with_its_ids_reproduces_the_full_run(n_data):
+    kw = dict(lr=0.1, sigma2=0.5, n_steps=80, batch_size=2, n_data=n_data, seed=8)
+    full = fa.run_ensemble(THETA0, **kw)
+    ids = np.array([1, 4, 6])
+    part = fa.run_ensemble(THETA0[ids], trajectory_ids=ids, **kw)
+    np.testing.assert_array_equal(part.theta.values, full.theta.values[ids])
+    np.testing.assert_array_equal(part.trajectory.values, ids)
+
+
+@pytest.mark.parametrize("n_data", [None, 12])
+def test_the_final_step_is_always_recorded(n_data):
+    ds = fa.run_ensemble(THETA0, 0.1, 0.5, 50, record_every=7, n_data=n_data, start_step=3)
+    np.testing.assert_array_equal(ds.step.values, [3, 10, 17, 24, 31, 38, 45, 52, 53])
+    np.testing.assert_array_equal(ds.theta.values[:, -1], ds.theta_final.values)
+    every = fa.run_ensemble(THETA0, 0.1, 0.5, 50, n_data=n_data, start_step=3)
+    np.testing.assert_array_equal(ds.theta.values, every.theta.sel(step=ds.step).values)

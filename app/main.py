@@ -1,0 +1,58 @@
+"""Entry point of ``panel serve app``: one template, a navigation entry per page.
+
+The page is chosen by ``?page=<slug>``; every other query parameter belongs to the page, which
+validates it (see :mod:`app.urlstate`) before binding its state to the URL.
+"""
+
+from __future__ import annotations
+
+import holoviews as hv
+import panel as pn
+
+from app.pages import DEFAULT_PAGE, PAGES
+
+hv.extension("bokeh", logo=False)
+pn.extension(notifications=False, sizing_mode="stretch_width")
+
+
+def _query() -> dict:
+    loc = pn.state.location
+    return dict(loc.query_params) if loc is not None else {}
+
+
+def build() -> pn.template.BootstrapTemplate:
+    query = _query()
+    slug = str(query.get("page", DEFAULT_PAGE))
+    notice = None
+    if slug not in PAGES:
+        notice = f"There is no page {slug[:40]!r}; showing {PAGES[DEFAULT_PAGE][0]}."
+        slug = DEFAULT_PAGE
+    title, factory = PAGES[slug]
+    page = factory(query=query)
+    if notice:
+        page.add_notice(notice)
+    nav = pn.pane.HTML(
+        "<nav class='atlas-nav'>" + "".join(
+            f"<a href='?page={s}' class='{'active' if s == slug else ''}'>{t}</a>"
+            for s, (t, _) in PAGES.items()) + "</nav>",
+        stylesheets=["""
+        .atlas-nav { display: flex; flex-direction: column; gap: 4px; }
+        .atlas-nav a { padding: 6px 10px; border-radius: 6px; text-decoration: none; color: #1f3b57; }
+        .atlas-nav a.active { background: #1f3b57; color: white; font-weight: 600; }
+        """],
+    )
+    template = pn.template.BootstrapTemplate(
+        title=f"SGD Atlas · {title}", header_background="#1f3b57", sidebar_width=330,
+        sidebar=[nav, page.sidebar], main=[page],
+    )
+    page.bind_url()
+    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+
+        def _cleanup(session_context):  # Bokeh requires exactly this signature
+            page.cleanup()
+
+        pn.state.on_session_destroyed(_cleanup)
+    return template
+
+
+build().servable()

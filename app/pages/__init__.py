@@ -1,0 +1,12 @@
+"""The dashboard's pages: ``slug -> (title, factory)``; main.py builds one per session."""
+
+from __future__ import annotations
+
+from .about import AboutPage
+from .trajectories import TrajectoriesPage
+
+PAGES = {
+    "trajectories": ("Live trajectories", TrajectoriesPage),
+    "about": ("About SGD Atlas", AboutPage),
+}
+DEFAULT_PAGE = "trajectories"

@@ -1,0 +1,395 @@
+"""Live SGD trajectories of the Fukumizu–Amari model (paper 000 §3; paper 001 §4).
+
+The view turns the state of a :class:`~app.state.TrajectoryRun` into HoloViews elements streamed
+through one ``Pipe``: each frame sends the decimated history, never every SGD step.  The engine
+runs in a worker thread (its kernels release the GIL) and the results are applied back on the
+session's event loop, so a frame never blocks other sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+import param
+from holoviews import dim
+from holoviews.streams import Pipe
+
+from engine import fa
+
+from ..presets import load_presets
+from ..state import LIVE_PARAMS, RESTART_PARAMS, EnsembleParams, TrajectoryRun
+from ..urlstate import apply_values
+from .base import Page, sync_to_url
+
+TITLE = "Live trajectories"
+SLUG = "trajectories"
+MODEL_FIELDS = ("lr", "sigma2", "batch_size", "label_noise", "teacher", "n_data",
+                "n_trajectories", "seed")
+RUN_FIELDS = ("steps_per_frame", "frame_ms")
+TAIL = 120  # recorded points drawn per trajectory in the parameter planes
+FLOOR = 1e-16  # log axes: exact zeros are drawn at this value
+W_COLOR, V_COLOR = "#d62728", "#1f77b4"  # paper 000 Fig. 4: w red, v blue
+
+
+def _finite(a: np.ndarray) -> np.ndarray:
+    """Copy with ±inf replaced by NaN (Bokeh cannot serialise inf; NaN breaks a line)."""
+    a = np.array(a, dtype=float)
+    a[~np.isfinite(a)] = np.nan
+    return a
+
+
+def plane_elements(hist_theta: np.ndarray, ij: tuple[int, int], labels: tuple[str, str],
+                   tail: int = TAIL) -> hv.Overlay:
+    """(θ_i, θ_j) plane: diagonal, Θ*, fading tails and the current heads of every trajectory."""
+    i, j = ij
+    n = hist_theta.shape[0]
+    pts = _finite(hist_theta[:, -tail:, :])
+    k = pts.shape[1]
+    x0, y0 = pts[:, :-1, i], pts[:, :-1, j]
+    x1, y1 = pts[:, 1:, i], pts[:, 1:, j]
+    age = np.broadcast_to(0.08 + 0.92 * (np.arange(1, k) / max(k - 1, 1)) ** 2, x0.shape)
+    traj = np.broadcast_to(np.arange(n)[:, None].astype(str), x0.shape)
+    ok = np.isfinite(x0) & np.isfinite(y0) & np.isfinite(x1) & np.isfinite(y1)
+    seg = {"x0": x0[ok], "y0": y0[ok], "x1": x1[ok], "y1": y1[ok], "trajectory": traj[ok],
+           "fade": age[ok]}
+    last = np.full((n, 2), np.nan)
+    for r in range(n):  # the last finite point of each trajectory
+        good = np.flatnonzero(np.isfinite(pts[r, :, i]) & np.isfinite(pts[r, :, j]))
+        if good.size:
+            last[r] = pts[r, good[-1], [i, j]]
+    heads = {labels[0]: last[:, 0], labels[1]: last[:, 1], "trajectory": np.arange(n).astype(str)}
+    opt = fa.OPTIMAL_POINTS[:, [i, j]]
+    cmap = "Category10" if n <= 10 else "Category20"
+    return (
+        hv.Slope(1, 0).opts(color="#888", line_dash="dashed", line_width=1)
+        * hv.Points(opt, kdims=list(labels), label="Θ* (eq. 9)").opts(
+            color="#9a9a9a", size=11, marker="diamond", line_color="#555")
+        * hv.Segments(seg, kdims=["x0", "y0", "x1", "y1"], vdims=["trajectory", "fade"]).opts(
+            color="trajectory", cmap=cmap, alpha=dim("fade"), line_width=2)
+        * hv.Points(heads, kdims=list(labels), vdims=["trajectory"]).opts(
+            color="trajectory", cmap=cmap, size=8, line_color="white", show_legend=False)
+    ).opts(xlabel=labels[0], ylabel=labels[1])
+
+
+def _paths(steps: np.ndarray, values: np.ndarray) -> list[np.ndarray]:
+    keep = steps > 0  # log axis
+    return [np.column_stack([steps[keep], row[keep]]) for row in values]
+
+
+class TrajectoriesPage(Page):
+    """Play, pause, single-step and reset an ensemble of SGD runs and watch it live."""
+
+    run = param.ClassSelector(class_=TrajectoryRun)
+    preset = param.String(default="", doc="Id of the preset last applied.")
+
+    def __init__(self, query: dict | None = None, **params):
+        params.setdefault("run", TrajectoryRun(model=EnsembleParams()))
+        super().__init__(query=query, **params)
+        self._generation = 0  # bumps on every change that makes an in-flight chunk stale
+        self._task: asyncio.Task | None = None
+        self._callback = None
+        self._doc = pn.state.curdoc
+        self._presets = load_presets()["trajectories"]
+        if query:
+            self._apply_query(query)
+        self.run.model.param.watch(self._stale, list(LIVE_PARAMS + RESTART_PARAMS))
+        self.run.param.watch(self._on_frame_ms, "frame_ms")
+        self._pipe = Pipe(data=self._snapshot())
+        self._build()
+
+    # -- outside input -----------------------------------------------------------------------
+    def _apply_query(self, query: dict) -> None:
+        preset_id = query.get("preset")
+        if isinstance(preset_id, (list, tuple)):
+            preset_id = preset_id[-1] if preset_id else None
+        if preset_id:
+            if not self.apply_preset(str(preset_id)):
+                self._notices.append(f"No preset called {str(preset_id)[:40]!r}; using defaults.")
+        self._notices += apply_values(self.run.model, query, MODEL_FIELDS)
+        self._notices += apply_values(self.run, query, RUN_FIELDS)
+        self.run.reset()  # a fresh start with the link's values, without "restarted" notices
+
+    def apply_preset(self, preset_id: str) -> bool:
+        """Set the parameters of a preset from ``assets/presets.yaml``; False if unknown."""
+        for p in self._presets:
+            if p["id"] == preset_id:
+                notices = apply_values(self.run.model, p.get("params", {}), MODEL_FIELDS)
+                notices += apply_values(self.run, p.get("run", {}), RUN_FIELDS)
+                self.preset = preset_id
+                self._notices += notices
+                return True
+        return False
+
+    def bind_url(self) -> None:
+        sync_to_url([(self.run.model, MODEL_FIELDS), (self.run, RUN_FIELDS)], extra={"page": SLUG},
+                    on_error=lambda bad: self.add_notice(f"Ignored link values: {bad}"))
+
+    # -- running -----------------------------------------------------------------------------
+    def _stale(self, *events) -> None:
+        self._generation += 1
+        self._push()
+
+    def _on_frame_ms(self, event) -> None:
+        if self._callback is not None:
+            self._callback.period = event.new
+
+    def _start_frame(self) -> None:
+        """Periodic callback (synchronous, so Bokeh's document lock is released at once):
+        start one frame's work as a task unless the previous frame is still computing."""
+        if self._task is not None and not self._task.done():
+            return
+        self._task = asyncio.get_running_loop().create_task(self.step_once())
+
+    async def step_once(self, attempts: int = 3) -> bool:
+        """Compute one frame in a worker thread, then apply it on the session's event loop.
+
+        If the parameters changed while it computed, the result is stale: it is dropped and
+        the frame recomputed with the new values (so a Step click is never lost).
+        """
+        self._spinner.value = True
+        for _ in range(attempts):
+            generation, step = self._generation, self.run.step
+            work = self.run.prepare()
+            if work is None:
+                self._schedule(self._stopped)
+                return False
+            try:
+                chunk = await asyncio.to_thread(work.compute)
+            except Exception as exc:  # never a traceback in the browser
+                self._schedule(self._fail, exc)
+                return False
+            if generation == self._generation and step == self.run.step:
+                self._schedule(self._apply, work, chunk)
+                return True
+        self._schedule(self._idle)
+        return False
+
+    def _schedule(self, fn, *args) -> None:
+        """Run ``fn`` on the session's event loop with the document lock held."""
+        doc = self._doc
+        if doc is not None and doc.session_context is not None:
+            doc.add_next_tick_callback(lambda: fn(*args))
+        else:
+            fn(*args)
+
+    def _idle(self) -> None:
+        self._spinner.value = False
+
+    def _stopped(self) -> None:
+        self._spinner.value = False
+        self._play.value = False
+        self._push()
+
+    def _apply(self, work, chunk) -> None:
+        self._spinner.value = False
+        if work.kwargs["start_step"] != self.run.step:
+            return
+        self.run.apply(work, chunk)
+        self._push()
+        if self.run.diverged and self._play.value:
+            self._play.value = False
+
+    def _fail(self, exc) -> None:
+        self._spinner.value = False
+        self._play.value = False
+        self.run.message = f"The computation failed: {exc}"
+        self._push()
+
+    def _on_play(self, event) -> None:
+        if event.new:
+            if self.run.diverged:
+                self.run.diverged = False  # continue with the trajectories still running
+                self.run.message = ""
+            self._play.name = "❚❚ Pause"
+            self._callback = pn.state.add_periodic_callback(self._start_frame, period=self.run.frame_ms)
+        else:
+            self._play.name = "▶ Play"
+            self._stop_callback()
+
+    def _stop_callback(self) -> None:
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+
+    def _on_step(self, event) -> None:
+        self._play.value = False
+        self._start_frame()
+
+    def cleanup(self) -> None:
+        """Stop the animation and drop in-flight work when the browser session ends."""
+        self._stop_callback()
+        if self._task is not None:
+            self._task.cancel()
+
+    def _on_reset(self, event) -> None:
+        self._play.value = False
+        self._generation += 1
+        self.run.reset("Reset: new start from step 0 with the same seed.")
+        self._push()
+
+    def _on_preset(self, event) -> None:
+        if not event.new:
+            return
+        self._play.value = False
+        self.apply_preset(event.new)
+        self.run.reset()
+        self._push()
+
+    # -- drawing -----------------------------------------------------------------------------
+    def _snapshot(self) -> dict:
+        r = self.run
+        return {
+            "step": r.hist_step.copy(),
+            "theta": _finite(r.hist_theta),
+            "loss": _finite(r.hist_loss),
+            "events": list(r.events),
+        }
+
+    def _push(self) -> None:
+        self._pipe.send(self._snapshot())
+        self._counter.object = self._counter_html()
+        self._events.object = self._events_md()
+        self._sync_alert()
+
+    def _plane_w(self, data):
+        return plane_elements(data["theta"], (0, 1), ("w1", "w2")).opts(
+            title="(w1, w2) plane", xlim=(-5, 5), ylim=(-5, 5))
+
+    def _plane_v(self, data):
+        return plane_elements(data["theta"], (2, 3), ("v1", "v2")).opts(
+            title="(v1, v2) plane", xlim=(-3, 3), ylim=(-3, 3))
+
+    def _event_lines(self, events):
+        return [hv.VLine(max(s, 1)).opts(color="#ff7f0e", line_dash="dotted", line_width=2)
+                for s, _ in events]
+
+    def _loss(self, data):
+        steps, loss = data["step"], np.maximum(data["loss"], FLOOR)
+        keep = steps > 0
+        med = np.full(keep.sum(), np.nan)
+        if loss.shape[0] and keep.any():
+            with np.errstate(all="ignore"):
+                med = np.nanmedian(np.where(np.isfinite(loss[:, keep]), loss[:, keep], np.nan), axis=0) \
+                    if np.isfinite(loss[:, keep]).any() else med
+        layers = [
+            hv.Path(_paths(steps, loss), kdims=["step", "loss"]).opts(color="#555", alpha=0.35,
+                                                                      framewise=True),
+            hv.Curve((steps[keep], med), "step", "loss", label="median").opts(
+                color="black", line_width=3, framewise=True),
+            *self._event_lines(data["events"]),
+        ]
+        return hv.Overlay(layers).opts(title="expected loss E[½(f − T)²]", logx=True, logy=True,
+                                       framewise=True, xlabel="step", ylabel="loss")
+
+    def _degeneration(self, data):
+        steps, th = data["step"], data["theta"]
+        r = np.maximum(np.abs(th[:, :, 0] - th[:, :, 1]), FLOOR)
+        s = np.maximum(np.abs(th[:, :, 2] - th[:, :, 3]), FLOOR)
+        layers = [
+            hv.Path(_paths(steps, r), kdims=["step", "distance"], label="|w1 − w2|").opts(
+                color=W_COLOR, alpha=0.45, framewise=True),
+            hv.Path(_paths(steps, s), kdims=["step", "distance"], label="|v1 − v2|").opts(
+                color=V_COLOR, alpha=0.45, framewise=True),
+            *self._event_lines(data["events"]),
+        ]
+        return hv.Overlay(layers).opts(title="distance to M_wv: |w1 − w2| (red), |v1 − v2| (blue)",
+                                       logx=True, logy=True, legend_position="bottom_left",
+                                       framewise=True, xlabel="step", ylabel="|w1 − w2|, |v1 − v2|")
+
+    def _counter_html(self) -> str:
+        r = self.run
+        stopped = r.model.n_trajectories - r.n_running
+        extra = f" · {stopped} stopped" if stopped else ""
+        return (f'<div class="step-counter" style="font-size:1.6em;font-weight:600">'
+                f'step <span id="step-count">{r.step:,}</span></div>'
+                f'<div style="color:#666">{r.n_running} running{extra}</div>')
+
+    def _events_md(self) -> str:
+        if not self.run.events:
+            return ""
+        return "**Changes during the run** (dotted lines)\n\n" + "\n".join(
+            f"- step {s:,}: {t}" for s, t in self.run.events[-8:])
+
+    def _sync_alert(self) -> None:
+        if not hasattr(self, "_alert"):
+            return
+        texts = list(self._notices)
+        if self.run.message:
+            texts.append(self.run.message)
+        self._alert.object = "\n\n".join(texts)
+        self._alert.alert_type = "danger" if self.run.diverged else (
+            "warning" if self._notices else "info")
+        self._alert.visible = bool(texts)
+
+    def _build(self) -> None:
+        opts = dict(responsive=True, min_height=300, tools=["hover"], active_tools=["wheel_zoom"])
+        self._views = {
+            "w": hv.DynamicMap(self._plane_w, streams=[self._pipe]).opts(
+                hv.opts.Overlay(**opts, legend_position="top_left")),
+            "v": hv.DynamicMap(self._plane_v, streams=[self._pipe]).opts(
+                hv.opts.Overlay(**opts, legend_position="top_left")),
+            "loss": hv.DynamicMap(self._loss, streams=[self._pipe]).opts(hv.opts.Overlay(**opts)),
+            "deg": hv.DynamicMap(self._degeneration, streams=[self._pipe]).opts(hv.opts.Overlay(**opts)),
+        }
+        self._play = pn.widgets.Toggle(name="▶ Play", button_type="primary", width=110)
+        self._play.param.watch(self._on_play, "value")
+        self._step_btn = pn.widgets.Button(name="Step", width=80)
+        self._step_btn.on_click(self._on_step)
+        self._reset_btn = pn.widgets.Button(name="Reset", width=80, button_type="warning")
+        self._reset_btn.on_click(self._on_reset)
+        self._spinner = pn.indicators.LoadingSpinner(value=False, size=24, name="")
+        self._counter = pn.pane.HTML(self._counter_html(), margin=(0, 10))
+        self._events = pn.pane.Markdown(self._events_md())
+        self._alert = pn.pane.Alert("", alert_type="info", visible=False)
+        options = {"— choose a preset —": ""} | {p["title"]: p["id"] for p in self._presets}
+        self._preset_select = pn.widgets.Select(
+            name="Preset", options=options, value=self.preset if self.preset in options.values() else "")
+        self._preset_select.param.watch(self._on_preset, "value")
+        self._prompt = pn.pane.Markdown(self._prompt_md, sizing_mode="stretch_width")
+        slider = {"type": pn.widgets.EditableFloatSlider, "throttled": True}
+        self._model_widgets = pn.Param(
+            self.run.model, parameters=list(MODEL_FIELDS), show_name=False,
+            widgets={"lr": dict(slider, format="0.[0000]"), "sigma2": dict(slider, format="0.[0000]"),
+                     "label_noise": slider,
+                     "batch_size": {"type": pn.widgets.EditableIntSlider, "throttled": True},
+                     "n_trajectories": {"type": pn.widgets.EditableIntSlider, "throttled": True},
+                     "seed": pn.widgets.IntInput},
+        )
+        self._run_widgets = pn.Param(self.run, parameters=list(RUN_FIELDS), show_name=False,
+                                     widgets={"steps_per_frame": {"type": pn.widgets.EditableIntSlider},
+                                              "frame_ms": {"type": pn.widgets.IntSlider}})
+        self._sync_alert()
+
+    @param.depends("preset")
+    def _prompt_md(self):
+        for p in self._presets:
+            if p["id"] == self.preset:
+                return f"**{p['title']}** — {p['prompt']}"
+        return ("Press **Play** to run SGD; move η or τ while it runs (the change is marked), "
+                "or pick a preset for a guided experiment.")
+
+    @property
+    def sidebar(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            self._preset_select,
+            pn.pane.Markdown("#### Model"),
+            self._model_widgets,
+            pn.pane.Markdown("#### Animation"),
+            self._run_widgets,
+            sizing_mode="stretch_width",
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        controls = pn.Row(self._play, self._step_btn, self._reset_btn, self._spinner,
+                          self._counter, align="center")
+        return pn.Column(
+            pn.Row(controls, self._prompt, sizing_mode="stretch_width"),
+            self._alert,
+            pn.GridBox(self._views["w"], self._views["v"], self._views["loss"], self._views["deg"],
+                       ncols=2, sizing_mode="stretch_both", min_height=640),
+            self._events,
+            sizing_mode="stretch_both",
+        )

@@ -1,0 +1,95 @@
+"""Validate values that arrive from outside (URL query, presets) against param declarations.
+
+Nothing is trusted: a number outside the hard bounds is clamped, a non-number or an unknown
+choice falls back to the current value, and every change is reported as a plain sentence for a
+notice in the page.  Works for any ``param.Parameterized``, so every page uses it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping
+
+import param
+
+
+def _label(p: param.Parameter, name: str) -> str:
+    return p.label or name
+
+
+def coerce(obj: param.Parameterized, name: str, raw: Any) -> tuple[Any, str | None]:
+    """(value to set, notice or None) for ``raw`` aimed at parameter ``name`` of ``obj``."""
+    p = obj.param[name]
+    current = getattr(obj, name)
+    label = _label(p, name)
+    if isinstance(p, param.Selector):
+        objects = p.objects
+        values = list(objects.values()) if isinstance(objects, dict) else list(objects)
+        for v in values:
+            if str(v) == str(raw) or v == raw:
+                return v, None
+        numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        try:
+            x = float(raw)
+        except (TypeError, ValueError):
+            x = math.nan
+        if numeric and math.isfinite(x):
+            nearest = min(numeric, key=lambda v: abs(v - x))
+            return nearest, f"{label}: {raw!s} is not offered; using the nearest, {nearest}."
+        return current, f"{label}: {str(raw)[:40]!r} is not one of the choices; kept {current}."
+    if isinstance(p, param.Boolean):
+        text = str(raw).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True, None
+        if text in ("false", "0", "no", "off"):
+            return False, None
+        return current, f"{label}: {str(raw)[:40]!r} is not true/false; kept {current}."
+    if isinstance(p, param.Number):  # Integer is a Number
+        try:
+            x = float(raw)
+        except (TypeError, ValueError, OverflowError):
+            return current, f"{label}: {str(raw)[:40]!r} is not a number; kept {current}."
+        if math.isnan(x):
+            return current, f"{label}: NaN is not allowed; kept {current}."
+        lo, hi = p.bounds or (None, None)
+        notice = None
+        if lo is not None and x < lo:
+            x, notice = lo, f"{label}: {raw!s} is below the allowed minimum; clamped to {lo}."
+        elif hi is not None and x > hi:
+            x, notice = hi, f"{label}: {raw!s} is above the allowed maximum; clamped to {hi}."
+        if not math.isfinite(x):
+            return current, f"{label}: {raw!s} is not finite; kept {current}."
+        if isinstance(p, param.Integer):
+            if not float(x).is_integer() and notice is None:
+                notice = f"{label}: {raw!s} is not a whole number; rounded to {round(x)}."
+            x = int(round(x))
+        return x, notice
+    if isinstance(p, param.String):
+        return str(raw)[:200], None
+    return current, f"{label}: cannot be set from a link."
+
+
+def apply_values(obj: param.Parameterized, values: Mapping[str, Any],
+                 allowed: Iterable[str]) -> list[str]:
+    """Set the ``allowed`` parameters found in ``values`` on ``obj``; return the notices.
+
+    Unknown keys are ignored (a link may carry other pages' or Bokeh's own parameters).
+    All values are set in one ``param.update`` so watchers fire once.
+    """
+    notices: list[str] = []
+    updates: dict[str, Any] = {}
+    for name in allowed:
+        if name not in values:
+            continue
+        raw = values[name]
+        if isinstance(raw, (list, tuple)):
+            raw = raw[-1] if raw else ""
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        value, notice = coerce(obj, name, raw)
+        if notice:
+            notices.append(notice)
+        updates[name] = value
+    if updates:
+        obj.param.update(**updates)
+    return notices

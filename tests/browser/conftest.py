@@ -1,0 +1,127 @@
+"""Serve the dashboard on 127.0.0.1 and drive it with Debian's Chromium through Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("SGD_ATLAS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-3d-apis", "--no-first-run", "--disable-component-update"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server():
+    """``panel serve app`` on a free loopback port; yields the app's base URL."""
+    port = _free_port()
+    log = open(ROOT / "test-artifacts" / "server.log", "w") if (ROOT / "test-artifacts").is_dir() \
+        else subprocess.DEVNULL
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "panel", "serve", "app", "--address", "127.0.0.1", "--port", str(port),
+         "--allow-websocket-origin", f"127.0.0.1:{port}", "--liveness", "--num-procs", "1"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("panel serve did not come up (see test-artifacts/server.log)")
+        time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}/app"
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (the test command does)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class PageProbe:
+    """A Playwright page that records console errors and requests leaving 127.0.0.1."""
+
+    def __init__(self, browser):
+        self.page = browser.new_page(viewport={"width": 1500, "height": 1000})
+        self.errors: list[str] = []
+        self.external: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", self._on_request)
+
+    def _on_request(self, req):
+        host = req.url.split("/")[2] if "://" in req.url else ""
+        if not (host.startswith("127.0.0.1") or host.startswith("localhost") or req.url.startswith(("data:", "blob:"))):
+            self.external.append(req.url)
+
+    def open(self, url: str):
+        self.page.goto(url)
+        self.page.wait_for_selector("#step-count", timeout=60_000)
+        self.page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
+        # the page's onload hook writes the validated state into the URL: then it is live
+        self.page.wait_for_function("() => location.search.includes('page=')", timeout=60_000)
+        self.page.wait_for_timeout(1000)
+        return self.page
+
+    def step_count(self) -> int:
+        return int(self.page.locator("#step-count").inner_text().replace(",", ""))
+
+    def n_points(self) -> int:
+        """Total number of data entries in every ColumnDataSource of the page."""
+        return self.page.evaluate("""() => { let n = 0;
+            for (const doc of Bokeh.documents) for (const m of doc.all_models) {
+                if (m.data && typeof m.data === 'object' && !(m.data instanceof Array)) {
+                    for (const v of Object.values(m.data)) {
+                        if (v && v.length !== undefined) {
+                            n += (v.length && v[0] && v[0].length !== undefined && typeof v[0] !== 'string')
+                                ? Array.from(v).reduce((a, x) => a + x.length, 0) : v.length; } } } }
+            return n; }""")
+
+    def heads(self) -> list:
+        """The (x, y) data of the trajectory heads in both planes (HoloViews names the colour
+        column ``color``)."""
+        return self.page.evaluate("""() => { const out = [];
+            for (const doc of Bokeh.documents) for (const m of doc.all_models) {
+                if (m.data && m.data.color && (m.data.w1 || m.data.v1)) {
+                    const k = m.data.w1 ? ['w1', 'w2'] : ['v1', 'v2'];
+                    out.push([Array.from(m.data[k[0]]), Array.from(m.data[k[1]])]); } }
+            return out.sort(); }""")
+
+    def close(self):
+        self.page.close()
+
+
+@pytest.fixture
+def probe(browser):
+    p = PageProbe(browser)
+    yield p
+    p.close()

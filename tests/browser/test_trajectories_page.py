@@ -1,0 +1,86 @@
+"""The live-trajectories page in a real browser (issue 2's browser acceptance tests)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def test_page_renders_offline_without_console_errors(server, probe):
+    page = probe.open(server)
+    assert "SGD Atlas" in page.title() or "SGD Atlas" in page.content()
+    assert page.locator("canvas").count() >= 4  # the four plots
+    assert probe.step_count() == 0
+    assert probe.errors == []
+    assert probe.external == [], "classrooms are offline: everything must be served locally"
+
+
+def test_play_advances_the_counter_and_adds_points(server, probe):
+    page = probe.open(server + "?steps_per_frame=300&frame_ms=100")
+    before = probe.n_points()
+    page.get_by_role("button", name="▶ Play").click()
+    page.wait_for_timeout(4000)
+    page.get_by_role("button", name=re.compile("Pause")).click()
+    assert probe.step_count() >= 600
+    assert probe.n_points() > before
+    assert probe.errors == []
+
+
+def test_moving_the_eta_slider_changes_the_run(server, probe):
+    page = probe.open(server + "?steps_per_frame=200")
+    page.get_by_role("button", name="Step").click()
+    page.wait_for_timeout(1500)
+    assert probe.step_count() == 200
+    handle = page.locator(".noUi-handle").first  # η is the first slider of the sidebar
+    box = handle.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 15, y, steps=5)
+    page.mouse.up()  # the slider is throttled: the value is sent on release
+    # η moved up, and the URL follows
+    page.wait_for_function(r"() => /[?&]lr=0\.1(0[1-9]|[1-9])/.test(location.search)", timeout=10_000)
+    assert page.get_by_text(re.compile(r"η → 0\.1\d+ at step 200")).count() >= 1
+    page.get_by_role("button", name="Step").click()
+    page.wait_for_timeout(1500)
+    assert probe.step_count() == 400  # the run continued, it did not restart
+    assert page.get_by_text(re.compile(r"step 200: η → 0\.1\d+")).count() >= 1
+
+
+def test_a_link_reproduces_its_parameters_and_run(server, browser):
+    from .conftest import PageProbe
+
+    url = server + "?sigma2=0.5&lr=0.05&seed=3&n_trajectories=5&steps_per_frame=250"
+    runs = []
+    for _ in range(2):
+        p = PageProbe(browser)
+        page = p.open(url)
+        values = [page.locator("input").nth(i).input_value() for i in range(2)]
+        assert values == ["0.05", "0.5"]
+        for q in ("sigma2=0.5", "lr=0.05", "seed=3", "n_trajectories=5"):
+            assert q in page.url
+        page.get_by_role("button", name="Step").click()
+        page.wait_for_timeout(1500)
+        assert p.step_count() == 250
+        runs.append(p.heads())
+        assert p.errors == []
+        p.close()
+    assert runs[0] and runs[0] == runs[1]
+
+
+def test_out_of_range_link_is_clamped_with_a_notice(server, probe):
+    page = probe.open(server + "?lr=1e6&sigma2=-5&batch_size=abc&n_trajectories=1e9&page=trajectories")
+    assert page.get_by_text(re.compile("clamped to 10")).count() >= 1
+    assert page.get_by_text(re.compile("not a number")).count() >= 1
+    assert "lr=10" in page.url and "n_trajectories=100" in page.url
+    assert "Traceback" not in page.content()
+    assert probe.errors == []
+
+
+def test_unknown_page_falls_back_with_a_notice(server, probe):
+    page = probe.open(server + "?page=../../etc/passwd")
+    assert page.get_by_text(re.compile("There is no page")).count() >= 1
+    assert probe.errors == []

@@ -1,0 +1,136 @@
+"""GUI-free state (app/state.py) and outside-value validation (app/urlstate.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import param
+import pytest
+
+from app.state import EnsembleParams, ModelParams, TrajectoryRun
+from app.urlstate import apply_values, coerce
+from engine import fa
+
+
+def test_every_parameter_is_declared_with_bounds_and_doc():
+    for cls in (ModelParams, EnsembleParams, TrajectoryRun):
+        for name, p in cls.param.objects("existing").items():
+            if name == "name":
+                continue
+            assert p.doc, f"{cls.__name__}.{name} has no doc (it is the tooltip)"
+            if isinstance(p, param.Number) and name not in ("step",):
+                lo, hi = p.bounds
+                assert lo is not None and hi is not None, name
+                if p.softbounds:
+                    assert lo <= p.softbounds[0] <= p.softbounds[1] <= hi, name
+
+
+@pytest.mark.parametrize("raw", [1e6, "1e300", "inf", float("inf")])
+def test_huge_values_are_clamped(raw):
+    m = EnsembleParams()
+    notices = apply_values(m, {"lr": raw, "n_trajectories": raw}, ["lr", "n_trajectories"])
+    assert m.lr == 10.0 and m.n_trajectories == 100
+    assert len(notices) == 2 and all("clamped" in n for n in notices)
+
+
+@pytest.mark.parametrize("raw", ["nan", float("nan"), "abc", None, [], {"a": 1}])
+def test_garbage_keeps_the_current_value_with_a_notice(raw):
+    m = EnsembleParams(lr=0.2)
+    notices = apply_values(m, {"lr": raw}, ["lr"])
+    assert m.lr == 0.2 and len(notices) == 1
+
+
+def test_negative_and_fractional_values():
+    m = EnsembleParams()
+    notices = apply_values(m, {"sigma2": -5, "batch_size": "2.6", "seed": "-1"},
+                           ["sigma2", "batch_size", "seed"])
+    assert m.sigma2 == 1e-4 and m.batch_size == 3 and m.seed == 0
+    assert len(notices) == 3
+
+
+def test_selectors_accept_values_and_nearest_numbers():
+    m = EnsembleParams()
+    assert coerce(m, "teacher", "paper001") == ("paper001", None)
+    assert coerce(m, "n_data", "100") == (100, None)
+    value, notice = coerce(m, "n_data", "57")
+    assert value == 30 and "nearest" in notice
+    value, notice = coerce(m, "teacher", "<script>")
+    assert value == "paper000" and "not one of the choices" in notice
+
+
+def test_unknown_keys_are_ignored():
+    m = EnsembleParams()
+    assert apply_values(m, {"bokeh-session-id": "x", "page": "y"}, ["lr"]) == []
+
+
+def _run(**model):
+    return TrajectoryRun(model=EnsembleParams(n_trajectories=4, **model), steps_per_frame=50)
+
+
+def test_chunked_live_run_equals_one_engine_run():
+    """Advancing frame by frame (η unchanged) reproduces one long engine run exactly."""
+    run = _run(sigma2=0.5, seed=4)
+    theta0 = run.theta.copy()
+    for _ in range(6):
+        run.advance()
+    assert run.step == 300
+    ds = fa.run_ensemble(theta0, 0.1, 0.5, 300, seed=4, loss=False)
+    np.testing.assert_array_equal(run.theta, ds.theta_final.values)
+    np.testing.assert_array_equal(run.hist_theta[:, -1], ds.theta_final.values)
+
+
+def test_lr_change_mid_run_is_marked_and_continues():
+    run = _run()
+    run.advance()
+    run.model.lr = 0.2
+    assert run.events == [(50, "η → 0.2")] and run.step == 50
+    run.model.lr = 0.25  # a drag of the slider at the same step is one change
+    assert run.events == [(50, "η → 0.25")]
+    run.advance()
+    assert run.step == 100
+
+
+def test_restart_params_restart_the_run():
+    run = _run()
+    run.advance()
+    run.model.sigma2 = 1.0
+    assert run.step == 0 and "restarted" in run.message
+    run.model.n_data = 10
+    run.advance()
+    run.model.label_noise = 0.3  # part of a fixed dataset: restarts
+    assert run.step == 0 and "τ" in run.message
+
+
+def test_divergence_pauses_with_a_plain_sentence():
+    run = TrajectoryRun(model=EnsembleParams(n_trajectories=8, lr=2.0, sigma2=1.0))
+    run.advance(200)
+    assert run.diverged
+    assert "Loss blew up at step" in run.message and "η = 2" in run.message
+    assert np.all(np.isfinite(run.hist_theta) | np.isnan(run.hist_theta))  # no ±inf kept
+    stopped = run.exit_step >= 0
+    assert 0 < stopped.sum() < 8
+    # the diverged trajectories stay stopped, the others keep going
+    run.advance(10)
+    assert run.step == 210 and np.array_equal(run.exit_step >= 0, stopped | (run.exit_step >= 200))
+    run.model.lr = 5.0
+    run.advance(500)
+    run.advance(10)
+    assert run.n_running == 0 and "Every trajectory has stopped" in run.message
+
+
+def test_history_is_thinned():
+    run = _run()
+    run.max_history = 50
+    for _ in range(20):
+        run.advance()
+    assert run.hist_step.size <= 50 and run.hist_step[-1] == run.step
+    assert np.all(np.diff(run.hist_step) > 0)
+    assert math.isfinite(run.hist_loss[0, -1])
+
+
+def test_sessions_do_not_share_state():
+    a, b = _run(), _run()
+    a.model.lr = 0.3
+    a.advance()
+    assert b.model.lr == 0.1 and b.step == 0
