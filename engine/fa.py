@@ -102,6 +102,17 @@ def _bad(a, limit):
     return not (abs(a) <= limit)
 
 
+@njit(inline="always", **_JIT)
+def _exit_code(a, b, c, d, limit):
+    """schema.EXIT_* for a new state: 2 diverged (NaN/inf or past DIVERGENCE_THRESHOLD),
+    1 left the box |θ_i| ≤ limit, 0 fine. Bitwise | and selects, no short-circuit branches,
+    so loops calling it stay vectorised."""
+    out = _bad(a, limit) | _bad(b, limit) | _bad(c, limit) | _bad(d, limit)
+    div = (_bad(a, DIVERGENCE_THRESHOLD) | _bad(b, DIVERGENCE_THRESHOLD)
+           | _bad(c, DIVERGENCE_THRESHOLD) | _bad(d, DIVERGENCE_THRESHOLD))
+    return np.int8(2) if div else (np.int8(1) if out else np.int8(0))
+
+
 # ---------------------------------------------------------------------------------------------
 # integrators
 # ---------------------------------------------------------------------------------------------
@@ -190,18 +201,14 @@ def _online_block(theta, keys_x, keys_xi, shared, lr, sigma, tau, c4, S, n_steps
                 g2[j] = 0.0
                 g3[j] = 0.0
                 g4[j] = 0.0
-                # bitwise | and selects, no short-circuit branches: the loop stays vectorised
-                out = _bad(n1, limit) | _bad(n2, limit) | _bad(n3, limit) | _bad(n4, limit)
-                div = (_bad(n1, DIVERGENCE_THRESHOLD) | _bad(n2, DIVERGENCE_THRESHOLD)
-                       | _bad(n3, DIVERGENCE_THRESHOLD) | _bad(n4, DIVERGENCE_THRESHOLD))
+                code = _exit_code(n1, n2, n3, n4, limit)
                 w1[j] = n1 if a else w1[j]
                 w2[j] = n2 if a else w2[j]
                 v1[j] = n3 if a else v1[j]
                 v2[j] = n4 if a else v2[j]
-                stop = a & out
-                reason = np.int8(2) if div else np.int8(1)
+                stop = a & (code != 0)
                 exit_step[j0 + j] = step if stop else exit_step[j0 + j]
-                exit_reason[j0 + j] = reason if stop else exit_reason[j0 + j]
+                exit_reason[j0 + j] = code if stop else exit_reason[j0 + j]
                 act[j] = a ^ stop  # false exactly where it stopped now
             if (t0 + s + 1) % rec_every == 0:
                 _record(rec, (t0 + s + 1) // rec_every, j0, m, act, w1, w2, v1, v2)
@@ -277,11 +284,10 @@ def _dataset_block(theta, data_x, data_y, keys_b, shared, lr, S, n_steps, step0,
             w2 -= eta * s2
             v1 -= eta * s3
             v2 -= eta * s4
-            if _bad(w1, limit) or _bad(w2, limit) or _bad(v1, limit) or _bad(v2, limit):
-                div = (_bad(w1, DIVERGENCE_THRESHOLD) or _bad(w2, DIVERGENCE_THRESHOLD)
-                       or _bad(v1, DIVERGENCE_THRESHOLD) or _bad(v2, DIVERGENCE_THRESHOLD))
+            code = _exit_code(w1, w2, v1, v2, limit)
+            if code != 0:
                 exit_step[j] = step0 + t + 1
-                exit_reason[j] = 2 if div else 1
+                exit_reason[j] = code
                 alive = False
             if (t + 1) % rec_every == 0 or t + 1 == n_steps:
                 i_rec = (t + 1) // rec_every if (t + 1) % rec_every == 0 else rec.shape[1] - 1

@@ -13,19 +13,29 @@ EPS = np.finfo(float).eps
 
 
 @njit(error_model="numpy")
+def _map(f, z):
+    out = np.empty_like(z)
+    for i in range(z.size):
+        out[i] = f(z[i])
+    return out
+
+
+@njit
+def _vtanh(z):
+    return vtanh(z)
+
+
+@njit
+def _vlog(z):
+    return vlog(z)
+
+
 def _map_tanh(z):
-    out = np.empty_like(z)
-    for i in range(z.size):
-        out[i] = vtanh(z[i])
-    return out
+    return _map(_vtanh, z)
 
 
-@njit(error_model="numpy")
 def _map_log(z):
-    out = np.empty_like(z)
-    for i in range(z.size):
-        out[i] = vlog(z[i])
-    return out
+    return _map(_vlog, z)
 
 
 @njit(error_model="numpy")
