@@ -21,6 +21,10 @@ DIMS: dict[str, tuple[str, str]] = {
     "step": ("SGD step", "1"),
     "param": ("parameter", "1"),
     "sample": ("data point", "1"),
+    "w": ("w = w1 = w2 on M_wv", "1"),
+    "v": ("v = v1 = v2 on M_wv", "1"),
+    "x": ("input x", "1"),
+    "pullback_time": ("pullback time τ_pb", "steps"),
 }
 
 #: variables → (long_name, units)
@@ -34,6 +38,17 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "exit_reason": ("why the trajectory stopped: 0 running, 1 left the box, 2 diverged", "1"),
     "data_x": ("training inputs x_i", "1"),
     "data_y": ("training labels y_i = T(x_i) + ξ_i", "1"),
+    "pi_small_lr": ("π = P_x[μ+ ≤ 0] (attracting for small η)", "1"),
+    "pi_finite_lr": ("P_x[|1 + η μ±| < 1 for both] (attracting at this η)", "1"),
+    "lyapunov": ("top Lyapunov exponent of Π (I + η J(x_t))", "1/step"),
+    "lyapunov_se": ("standard error of the Lyapunov exponent", "1/step"),
+    "valley": ("valley curve C: v*(w; σ²)", "1"),
+    "mu_minus": ("μ−(x; w, v)", "1"),
+    "mu_plus": ("μ+(x; w, v)", "1"),
+    "density": ("ρ(x), density of N(0, σ²)", "1"),
+    "cloud": ("pullback cloud θ(0) of paths started at −τ_pb", "1"),
+    "distance": ("distance to M_wv, √(r² + s²) with r = (w1 − w2)/2, s = (v1 − v2)/2", "1"),
+    "trapped_fraction": ("fraction of paths within the distance threshold of M_wv", "1"),
 }
 
 #: the reasons coded in ``exit_reason``
