@@ -17,7 +17,7 @@ RUN pip install --no-cache-dir -e .
 
 USER atlas
 # compile the numba kernels into the cache at build time, so the first visitor does not wait
-RUN python -c "import numpy as np; from engine import fa; fa.run_ensemble(np.zeros((600, 4)) + 0.1, 0.1, 1.0, 5); fa.run_ensemble(np.zeros((2, 4)) + 0.1, 0.1, 1.0, 5, n_data=4)"
+RUN python -m engine.warmup
 
 EXPOSE 5006
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \

@@ -10,6 +10,7 @@ import holoviews as hv
 import panel as pn
 
 from app.pages import DEFAULT_PAGE, PAGES
+from engine.warmup import compile_all
 
 hv.extension("bokeh", logo=False)
 pn.extension(notifications=False, sizing_mode="stretch_width")
@@ -55,4 +56,5 @@ def build() -> pn.template.BootstrapTemplate:
     return template
 
 
+compile_all()  # once per process (numba's disk cache makes it quick after the first start)
 build().servable()

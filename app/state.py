@@ -24,8 +24,8 @@ DATASET_SIZES = {"∞ (online: fresh x every step)": 0, **{f"{n}": n for n in
                  (3, 10, 30, 100, 300, 1000, 10_000)}}
 
 
-class ModelParams(param.Parameterized):
-    """Parameters of SGD on the Fukumizu–Amari model (symbols as in ../shared/MATH.md)."""
+class InputParams(param.Parameterized):
+    """η, σ² and the seed: shared by every page of the Fukumizu–Amari model."""
 
     lr = param.Number(
         0.1, bounds=(1e-5, 10.0), softbounds=(0.001, 1.0), step=0.001, label="η (learning rate)",
@@ -33,6 +33,14 @@ class ModelParams(param.Parameterized):
     sigma2 = param.Number(
         0.1, bounds=(1e-4, 100.0), softbounds=(0.001, 2.0), step=0.001, label="σ² (input variance)",
         doc="Variance of the inputs, x ~ N(0, σ²). Paper 000 contrasts σ² = 0.1 and 1.")
+    seed = param.Integer(
+        0, bounds=(0, 2**31 - 1), softbounds=(0, 100), label="seed",
+        doc="Seeds the initial conditions, the dataset and the SGD noise: same seed, same run.")
+
+
+class ModelParams(InputParams):
+    """Parameters of SGD on the Fukumizu–Amari model (symbols as in ../shared/MATH.md)."""
+
     batch_size = param.Integer(
         1, bounds=(1, 1024), softbounds=(1, 64), label="S (batch size)",
         doc="Samples averaged per SGD step; S = 1 is online learning (paper 000).")
@@ -46,10 +54,6 @@ class ModelParams(param.Parameterized):
         default=0, objects=DATASET_SIZES, label="N (dataset size)",
         doc="∞: fresh samples every step. A number: a fixed dataset of N points drawn once "
             "from the seed (with its label noise); S ≥ N is full-batch gradient descent.")
-    seed = param.Integer(
-        0, bounds=(0, 2**31 - 1), softbounds=(0, 100), label="seed",
-        doc="Seeds the initial conditions, the dataset and the SGD noise: same seed, same run.")
-
     def engine_kwargs(self) -> dict:
         """The keyword arguments of :func:`engine.fa.run_ensemble` these values stand for."""
         return dict(lr=self.lr, sigma2=self.sigma2, batch_size=self.batch_size,
@@ -62,14 +66,38 @@ class EnsembleParams(ModelParams):
 
     n_trajectories = param.Integer(
         8, bounds=(1, 100), softbounds=(1, 40), label="trajectories",
-        doc="Number of SGD runs from different initial conditions, uniform in [−1, 1]⁴.")
+        doc="Number of SGD runs from different initial conditions.")
+    start = param.Selector(
+        default="box", objects={"uniform in [−1, 1]⁴": "box", "near a point (w0, w0, v0, v0) of M_wv": "point"},
+        label="initial conditions",
+        doc="Where the trajectories start: spread over the box [−1, 1]⁴ (paper 000 Fig. 4), or "
+            "close to one point of the degenerate subspace M_wv (w1 = w2, v1 = v2).")
+    w0 = param.Number(0.5, bounds=(-5.0, 5.0), softbounds=(-2.0, 2.0), step=0.01, label="w0",
+                      doc="w1 = w2 of the starting point on M_wv (with 'near a point').")
+    v0 = param.Number(0.5, bounds=(-5.0, 5.0), softbounds=(-2.0, 2.0), step=0.01, label="v0",
+                      doc="v1 = v2 of the starting point on M_wv (with 'near a point').")
+    spread = param.Number(0.05, bounds=(0.0, 1.0), softbounds=(0.0, 0.5), step=0.005,
+                          label="spread",
+                          doc="Half-width of the uniform perturbation of each coordinate around "
+                              "the starting point; 0 starts exactly on M_wv, where SGD stays.")
+
+    def initial_conditions(self) -> np.ndarray:
+        """(n_trajectories, 4) starting points drawn from the seed."""
+        if self.start == "point":
+            centre = np.array([self.w0, self.w0, self.v0, self.v0])
+            if self.spread == 0:
+                return np.tile(centre, (self.n_trajectories, 1))
+            return centre + fa.uniform_initial(self.n_trajectories, self.spread, self.seed)
+        return fa.uniform_initial(self.n_trajectories, 1.0, self.seed)
 
 
 #: parameters that can change mid-run (marked on the plots); every other one restarts the run
 LIVE_PARAMS = ("lr", "label_noise")
-RESTART_PARAMS = ("sigma2", "batch_size", "teacher", "n_data", "seed", "n_trajectories")
+RESTART_PARAMS = ("sigma2", "batch_size", "teacher", "n_data", "seed", "n_trajectories", "start",
+                  "w0", "v0", "spread")
 SYMBOLS = {"lr": "η", "label_noise": "τ", "sigma2": "σ²", "batch_size": "S",
-           "teacher": "teacher", "n_data": "N", "seed": "seed", "n_trajectories": "trajectories"}
+           "teacher": "teacher", "n_data": "N", "seed": "seed", "n_trajectories": "trajectories",
+           "start": "initial conditions", "w0": "w0", "v0": "v0", "spread": "spread"}
 
 
 class TrajectoryRun(param.Parameterized):
@@ -94,6 +122,9 @@ class TrajectoryRun(param.Parameterized):
 
     max_history = 1200  # recorded points kept per trajectory (older ones are thinned)
     points_per_frame = 8
+    #: per-sample gradient evaluations one frame may cost (≈ 0.1–0.3 s): steps per frame ×
+    #: trajectories × batch size is capped so that no link can buy minutes of CPU
+    work_budget = 5_000_000
 
     def __init__(self, **params):
         params.setdefault("model", EnsembleParams())
@@ -107,15 +138,17 @@ class TrajectoryRun(param.Parameterized):
     def reset(self, reason: str = "") -> None:
         """Restart from step 0 with fresh initial conditions from the seed."""
         m = self.model
-        self.theta = fa.uniform_initial(m.n_trajectories, 1.0, m.seed)
+        self.theta = m.initial_conditions()
         self.exit_step = np.full(m.n_trajectories, -1, dtype=np.int64)
         self.exit_reason = np.zeros(m.n_trajectories, dtype=np.int8)
         self.hist_step = np.zeros(1, dtype=np.int64)
         self.hist_theta = self.theta[:, None, :].copy()
         self.hist_loss = fa.population_loss(self.theta, m.sigma2, m.teacher)[:, None]
+        self.hist_train_loss = None  # filled from the chunks when the dataset is fixed
         self.events = []
         self._live_values = {k: getattr(m, k) for k in LIVE_PARAMS}
         self.diverged = False
+        self.capped = 0
         self.step = 0
         self.message = reason
 
@@ -154,6 +187,14 @@ class TrajectoryRun(param.Parameterized):
         if alive.size == 0:
             self.message = "Every trajectory has stopped; press reset to start again."
             return None
+        m = self.model
+        per_step = alive.size * (min(m.batch_size, m.n_data) if m.n_data else m.batch_size)
+        cap = max(1, self.work_budget // per_step)
+        if n > cap:
+            n = cap
+            self.capped = cap
+        else:
+            self.capped = 0
         kwargs = dict(self.model.engine_kwargs(), n_steps=n, start_step=self.step,
                       record_every=max(1, n // self.points_per_frame), trajectory_ids=alive)
         return ChunkWork(self.theta[alive].copy(), alive, kwargs)
@@ -187,6 +228,15 @@ class TrajectoryRun(param.Parameterized):
         self.hist_step = np.concatenate([self.hist_step, chunk.step.values[1:]])
         self.hist_theta = np.concatenate([self.hist_theta, rec], axis=1)
         self.hist_loss = np.concatenate([self.hist_loss, loss], axis=1)
+        if "train_loss" in chunk:
+            tl = np.full((self.theta.shape[0], chunk.sizes["step"]), np.nan)
+            tl[alive] = chunk.train_loss.values
+            if self.hist_train_loss is None:  # first chunk: its initial record too
+                self.hist_train_loss = np.full((self.theta.shape[0], self.hist_step.size - n_rec - 1),
+                                               np.nan)
+                self.hist_train_loss = np.concatenate([self.hist_train_loss, tl], axis=1)
+            else:
+                self.hist_train_loss = np.concatenate([self.hist_train_loss, tl[:, 1:]], axis=1)
         self._thin()
         self.step = int(chunk.step.values[-1])
         newly = alive[chunk.exit_reason.values == schema.EXIT_DIVERGED]
@@ -210,6 +260,8 @@ class TrajectoryRun(param.Parameterized):
         self.hist_step = self.hist_step[keep]
         self.hist_theta = self.hist_theta[:, keep]
         self.hist_loss = self.hist_loss[:, keep]
+        if self.hist_train_loss is not None:
+            self.hist_train_loss = self.hist_train_loss[:, keep]
 
     @property
     def n_running(self) -> int:
@@ -227,6 +279,49 @@ class ChunkWork:
         return get_cache().get_or_compute(
             "fa_ensemble", dict(self.kwargs, theta0=self.theta0),
             lambda: fa.run_ensemble(self.theta0, **self.kwargs))
+
+
+class StabilityParams(InputParams):
+    """The stability page: μ± and π on M_wv (paper 000 Fig. 3) and pullback clouds (Fig. 4)."""
+
+    sigma2 = param.Number(default=1.0)
+    w0 = param.Number(0.5, bounds=(0.0, 2.0), step=0.01, label="w (on M_wv)",
+                      doc="w = w1 = w2 of the point whose μ±(x) are plotted; click the map to pick.")
+    v0 = param.Number(0.5, bounds=(0.0, 2.0), step=0.01, label="v (on M_wv)",
+                      doc="v = v1 = v2 of the point whose μ±(x) are plotted; click the map to pick.")
+    color_by = param.Selector(
+        default="pi_small_lr",
+        objects={"π = P[μ+ ≤ 0] (small η)": "pi_small_lr",
+                 "P[|1 + ημ±| < 1] (at this η)": "pi_finite_lr",
+                 "Lyapunov exponent λ": "lyapunov"},
+        label="colour the map by",
+        doc="π counts the inputs for which the point attracts (paper 000 eq. 38); the finite-η "
+            "version also asks |1 + ημ−| < 1; λ < 0 means the linearised random map contracts "
+            "almost surely.")
+    resolution = param.Integer(
+        100, bounds=(10, 200), softbounds=(20, 200), label="map resolution",
+        doc="Grid points per axis of the maps over [0, 2]² (the Lyapunov map costs ∝ resolution²).")
+    pullback_time = param.Selector(
+        default=10_000, objects={"10³": 1_000, "10⁴": 10_000, "3·10⁴": 30_000, "10⁵": 100_000},
+        label="τ_pb (pullback time)",
+        doc="How long before time 0 the paths start (paper 000 Fig. 4). Not the label noise τ.")
+    pullback_points = param.Integer(
+        100_000, bounds=(1_000, 100_000), softbounds=(1_000, 100_000), step=1_000,
+        label="paths", doc="Initial conditions, uniform in [−1, 1]⁴, all driven by one noise.")
+    trapped_distance = param.Number(
+        0.1, bounds=(1e-3, 1.0), softbounds=(0.01, 0.5), step=0.01, label="trapped within",
+        doc="A path is trapped when √(r² + s²) < this, r = (w1 − w2)/2, s = (v1 − v2)/2.")
+
+    def map_inputs(self) -> dict:
+        """Keyword arguments of :func:`engine.stability.attracting_map` for these values."""
+        return dict(sigma2=self.sigma2, lr=self.lr, n=self.resolution, lyapunov_steps=300,
+                    lyapunov_replicas=8, seed=self.seed)
+
+    def pullback_inputs(self) -> dict:
+        """Keyword arguments of :func:`engine.pullback.pullback_cloud` (distance excluded:
+        the trapped fraction is recomputed from the stored distances)."""
+        return dict(sigma2=self.sigma2, pullback_time=self.pullback_time, lr=self.lr,
+                    n_points=self.pullback_points, seed=self.seed)
 
 
 def m_has_dataset(model: ModelParams) -> bool:

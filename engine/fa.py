@@ -20,12 +20,11 @@ The one model rule is :func:`_fa_sample` (residual and per-sample gradient); the
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numba import njit, prange
 
 from . import schema
+from ._parallel import PARALLEL_LOCK
 from ._vecmath import normal_pair, stream_key, uniform_bits, vtanh
 from .quadrature import half_gauss_rule
 
@@ -232,18 +231,21 @@ def _record(rec, i, j0, m, act, w1, w2, v1, v2):
 
 
 @njit(**_JIT)
-def _choose(key, counter0, n, S, out):
-    """S distinct indices of range(n) (Floyd's algorithm), a pure function of (key, counter0)."""
-    c = 0
-    for i in range(n - S, n):
-        r = np.int64(uniform_bits(key, np.uint64(counter0 + c)) % np.uint64(i + 1))
-        c += 1
-        seen = False
-        for q in range(c - 1):
-            if out[q] == r:
-                seen = True
-                break
-        out[c - 1] = i if seen else r
+def _choose(key, counter0, n, S, out, perm):
+    """S distinct indices of range(n), a pure function of (key, counter0), in O(S).
+
+    Partial Fisher–Yates on ``perm`` (which must hold 0 … n−1 and is restored afterwards):
+    swap i with a uniform r in [i, n) for i < S, read perm[:S], then undo the swaps.
+    """
+    for i in range(S):
+        r = i + np.int64(uniform_bits(key, np.uint64(counter0 + i)) % np.uint64(n - i))
+        out[i] = r  # remember the swap partner
+        perm[i], perm[r] = perm[r], perm[i]
+    for i in range(S - 1, -1, -1):
+        r = out[i]
+        chosen = perm[i]
+        perm[i], perm[r] = perm[r], perm[i]
+        out[i] = chosen
 
 
 @njit(**_JIT)
@@ -251,13 +253,14 @@ def _dataset_block(theta, data_x, data_y, keys_b, shared, lr, S, n_steps, step0,
                    bound, rec, exit_step, exit_reason, j0, m):
     """Mini-batch SGD on a fixed dataset (full-batch GD when S ≥ n) for trajectories j0 … j0+m−1.
 
-    Each step draws S distinct points (Floyd's algorithm) from counter (step·S) of stream
+    Each step draws S distinct points (partial Fisher–Yates) from counter (step·S) of stream
     ``keys_b[j]`` (``keys_b[0]`` for all when ``shared``).
     """
     n = data_x.shape[0]
     full = S >= n
     nb = n if full else S
     idx = np.arange(nb)
+    perm = np.arange(n)
     limit = min(bound, DIVERGENCE_THRESHOLD)
     eta = lr / nb
     for j in range(j0, j0 + m):
@@ -268,7 +271,7 @@ def _dataset_block(theta, data_x, data_y, keys_b, shared, lr, S, n_steps, step0,
         alive = True
         for t in range(n_steps):
             if not full:
-                _choose(key, (step0 + t) * S, n, S, idx)
+                _choose(key, (step0 + t) * S, n, S, idx, perm)
             s1 = 0.0
             s2 = 0.0
             s3 = 0.0
@@ -322,10 +325,6 @@ def _dataset_parallel(n, theta, data_x, data_y, keys_b, shared, lr, S, n_steps, 
                        bound, rec, exit_step, exit_reason, j0, min(_BLOCK, n - j0))
 
 
-#: numba's default (workqueue) threading layer aborts when two threads enter parallel code at
-#: once (numba/numba#8563); parallel kernels are entered under this lock, small ensembles run
-#: serially in the calling thread (nogil) and need no lock.
-_PARALLEL_LOCK = threading.Lock()
 _PARALLEL_MIN_TRAJECTORIES = 2 * _BLOCK
 
 
@@ -535,9 +534,13 @@ def uniform_initial(n_trajectories: int, half_width: float = 1.0, seed: int = 0)
 
 def sample_inputs(n_trajectories: int, n_steps: int, sigma2: float, batch_size: int = 1,
                   shared_noise: bool = False, seed: int = 0, start_step: int = 0,
-                  label_noise: bool = False) -> np.ndarray:
-    """The inputs x (or, with ``label_noise=True``, the standard normals ξ) that online
-    :func:`run_ensemble` draws: array (n_trajectories, n_steps, batch_size)."""
+                  stream: str = "x") -> np.ndarray:
+    """The inputs x (``stream='x'``) or the standard normals ξ of the label noise
+    (``stream='label'``; the label noise is τ ξ) that online :func:`run_ensemble` draws:
+    array (n_trajectories, n_steps, batch_size)."""
+    if stream not in ("x", "label"):
+        raise ValueError("stream must be 'x' or 'label'.")
+    label_noise = stream == "label"
     from ._vecmath import normals
 
     n = _count(n_trajectories, "n_trajectories", 1)
@@ -562,8 +565,9 @@ def batch_indices(n_data: int, batch_size: int, n_steps: int, seed: int = 0,
         return np.tile(np.arange(n), (_count(n_steps, "n_steps"), 1))
     key = stream_key(_seed(seed), _S_BATCH, _count(trajectory, "trajectory"))
     out = np.empty((_count(n_steps, "n_steps"), S), dtype=np.int64)
+    perm = np.arange(n)
     for t in range(out.shape[0]):
-        _choose(key, (start_step + t) * S, n, S, out[t])
+        _choose(key, (start_step + t) * S, n, S, out[t], perm)
     return out
 
 
@@ -640,7 +644,7 @@ def run_ensemble(theta0, lr, sigma2, n_steps, batch_size=1, label_noise=0.0, tea
     k = _count(record_every, "record_every", 1)
     seed = _seed(seed)
     t0 = _count(start_step, "start_step")
-    bound = np.inf if bound is None else _positive(bound, "bound")
+    bound = np.inf if bound is None or bound == np.inf else _positive(bound, "bound")
     n_rec = 1 + T // k + (1 if T % k else 0)
     if n * n_rec * 4 * 8 > 2**31:
         raise ValueError(
@@ -652,6 +656,7 @@ def run_ensemble(theta0, lr, sigma2, n_steps, batch_size=1, label_noise=0.0, tea
     if ids.shape != (n,) or not np.issubdtype(ids.dtype, np.integer) or np.any(ids < 0):
         raise ValueError("trajectory_ids must be n_trajectories non-negative integers.")
 
+    th0 = th0.copy()  # the Dataset keeps it: never alias (or freeze) the caller's array
     theta = np.ascontiguousarray(th0.copy())
     rec = np.full((n, n_rec, 4), np.nan)
     rec[:, 0] = th0
@@ -663,7 +668,7 @@ def run_ensemble(theta0, lr, sigma2, n_steps, batch_size=1, label_noise=0.0, tea
         args = (theta, _keys(seed, _S_X, key_ids), _keys(seed, _S_XI, key_ids), shared, lr,
                 np.sqrt(sigma2), tau, c4, S, T, t0, k, bound, rec, exit_step, exit_reason)
         if parallel:
-            with _PARALLEL_LOCK:
+            with PARALLEL_LOCK:
                 _online_parallel(n, *args)
         else:
             _online_block(*args, 0, n)
@@ -673,7 +678,7 @@ def run_ensemble(theta0, lr, sigma2, n_steps, batch_size=1, label_noise=0.0, tea
         args = (theta, data_x, data_y, _keys(seed, _S_BATCH, key_ids), shared, lr, S, T, t0, k,
                 bound, rec, exit_step, exit_reason)
         if parallel:
-            with _PARALLEL_LOCK:
+            with PARALLEL_LOCK:
                 _dataset_parallel(n, *args)
         else:
             _dataset_block(*args, 0, n)

@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from . import schema
+from ._parallel import PARALLEL_LOCK
 from ._vecmath import normal_pair, stream_key, vtanh
 from .fa import _JIT, _count, _positive, _seed, _teacher, _teacher_id
 
@@ -31,6 +32,7 @@ __all__ = ["jacobian", "mu_pm", "attracting_probability", "attracting_map", "val
            "lyapunov", "lyapunov_map"]
 
 _S_LYAP = 16  # random-stream tag of the Lyapunov estimates
+_PARALLEL_MIN = 64  # grid points below which the serial kernels run
 
 
 @njit(inline="always", **_JIT)
@@ -202,6 +204,12 @@ def _pi_grid(w, v, sigma, c4, neg_limit, us, Ts, out):
 
 
 @njit(**_JIT)
+def _pi_grid_serial(w, v, sigma, c4, neg_limit, us, Ts, out):
+    for i in range(w.size):
+        out[i] = _pi_point(w[i], v[i], sigma, c4, neg_limit, us, Ts)
+
+
+@njit(**_JIT)
 def _teacher_values(x, c4):
     out = np.empty_like(x)
     for i in range(x.size):
@@ -228,8 +236,13 @@ def attracting_probability(w, v, sigma2: float, lr: float | None = None,
     c4 = _teacher_id(teacher)
     us = np.linspace(0.0, 10.0, _count(n_grid, "n_grid", 10) + 1)
     us[0] = 1e-300  # at x = 0, J = 0: take the limit from the right
-    _pi_grid(np.ascontiguousarray(w).ravel(), np.ascontiguousarray(v).ravel(), sigma, c4,
-             neg_limit, us, _teacher_values(sigma * us, c4), out.reshape(-1))
+    args = (np.ascontiguousarray(w).ravel(), np.ascontiguousarray(v).ravel(), sigma, c4,
+            neg_limit, us, _teacher_values(sigma * us, c4), out.reshape(-1))
+    if w.size < _PARALLEL_MIN:
+        _pi_grid_serial(*args)  # small requests never wait for the parallel lock
+    else:
+        with PARALLEL_LOCK:
+            _pi_grid(*args)
     return out
 
 
@@ -291,6 +304,13 @@ def _lyap_grid(w, v, sigma, c4, lr, n_steps, keys, burn, out):
         out[i, r] = _lyap_point(w[i], v[i], sigma, c4, lr, n_steps, keys[r], burn)
 
 
+@njit(**_JIT)
+def _lyap_grid_serial(w, v, sigma, c4, lr, n_steps, keys, burn, out):
+    for i in range(w.size):
+        for r in range(keys.size):
+            out[i, r] = _lyap_point(w[i], v[i], sigma, c4, lr, n_steps, keys[r], burn)
+
+
 def lyapunov(w, v, sigma2: float, lr: float, n_steps: int = 2000, n_replicas: int = 16,
              teacher: str = "paper000", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Top Lyapunov exponent λ of the random products Π_t (I + η J(x_t; w, v)), x_t ~ N(0, σ²)
@@ -309,8 +329,13 @@ def lyapunov(w, v, sigma2: float, lr: float, n_steps: int = 2000, n_replicas: in
     w, v = np.broadcast_arrays(np.asarray(w, dtype=float), np.asarray(v, dtype=float))
     keys = np.array([stream_key(_seed(seed), _S_LYAP, r) for r in range(R)], dtype=np.uint64)
     out = np.empty((w.size, R))
-    _lyap_grid(np.ascontiguousarray(w).ravel(), np.ascontiguousarray(v).ravel(), sigma,
-               _teacher_id(teacher), lr, T, keys, 100, out)
+    args = (np.ascontiguousarray(w).ravel(), np.ascontiguousarray(v).ravel(), sigma,
+            _teacher_id(teacher), lr, T, keys, 100, out)
+    if w.size * R * T < 200_000:
+        _lyap_grid_serial(*args)  # small requests never wait for the parallel lock
+    else:
+        with PARALLEL_LOCK:
+            _lyap_grid(*args)
     with np.errstate(invalid="ignore"):
         mean = out.mean(axis=1)
         se = out.std(axis=1, ddof=1) / math.sqrt(R)

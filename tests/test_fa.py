@@ -41,7 +41,7 @@ def test_online_step_equals_numpy(teacher, batch_size, tau, shared):
                          teacher=teacher, shared_noise=shared, seed=11)
     n = THETA0.shape[0]
     x = fa.sample_inputs(n, T, sigma2, batch_size, shared, seed=11)
-    xi = fa.sample_inputs(n, T, sigma2, batch_size, shared, seed=11, label_noise=True)
+    xi = fa.sample_inputs(n, T, sigma2, batch_size, shared, seed=11, stream="label")
     y = fa.teacher_numpy(x, teacher) + tau * xi
     expected = numpy_sgd(THETA0, lr, x, y)
     np.testing.assert_allclose(ds.theta.values, expected, rtol=1e-11, atol=1e-13)
@@ -95,8 +95,9 @@ def test_population_gradient_equals_finite_differences():
         np.testing.assert_allclose(grad[:, i], fd, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("sigma2", [0.004, 0.1, 1.0, 4.0])
-@pytest.mark.parametrize("theta", [(0.5, 0.5, 0.5, 0.5), (1.0, 4.5, -2.0, 0.7), (-5.0, 0.1, 3.0, -1.0)])
+@pytest.mark.parametrize("sigma2", [1e-4, 0.004, 0.1, 1.0, 4.0, 100.0])
+@pytest.mark.parametrize("theta", [(0.5, 0.5, 0.5, 0.5), (1.0, 4.5, -2.0, 0.7), (-5.0, 0.1, 3.0, -1.0),
+                                   (40.0, -0.01, 1.0, 2.0)])
 def test_population_loss_equals_adaptive_quadrature(sigma2, theta):
     """The quadrature rule against scipy's adaptive QUADPACK (MATH.md §2 warns about G–H)."""
     s = np.sqrt(sigma2)
@@ -283,3 +284,18 @@ def test_the_final_step_is_always_recorded(n_data):
     np.testing.assert_array_equal(ds.theta.values[:, -1], ds.theta_final.values)
     every = fa.run_ensemble(THETA0, 0.1, 0.5, 50, n_data=n_data, start_step=3)
     np.testing.assert_array_equal(ds.theta.values, every.theta.sel(step=ds.step).values)
+
+
+def test_the_callers_array_is_never_aliased_and_inf_bound_is_accepted():
+    th = THETA0.copy()
+    ds = fa.run_ensemble(th, 0.1, 1.0, 5, bound=np.inf)
+    ds.theta_init.values.flags.writeable = False  # as the cache does
+    th[0, 0] = 9.0  # still writable
+    assert ds.theta_init.values[0, 0] == THETA0[0, 0]
+
+
+def test_large_batches_are_distinct_and_uniform():
+    idx = fa.batch_indices(10, 9, 4000, seed=3)
+    assert all(len(set(row)) == 9 for row in idx)
+    counts = np.bincount(idx.ravel(), minlength=10)
+    assert np.all(np.abs(counts - idx.size / 10) < 5 * np.sqrt(idx.size / 10))

@@ -80,15 +80,29 @@ def test_chunked_live_run_equals_one_engine_run():
     np.testing.assert_array_equal(run.hist_theta[:, -1], ds.theta_final.values)
 
 
-def test_lr_change_mid_run_is_marked_and_continues():
+def test_lr_change_mid_run_is_marked_and_uses_the_new_lr():
     run = _run()
     run.advance()
+    state50 = run.theta.copy()
     run.model.lr = 0.2
     assert run.events == [(50, "η → 0.2")] and run.step == 50
     run.model.lr = 0.25  # a drag of the slider at the same step is one change
     assert run.events == [(50, "η → 0.25")]
     run.advance()
     assert run.step == 100
+    # the continuation is exactly SGD with the new η from step 50, same noise
+    ref = fa.run_ensemble(state50, 0.25, 0.1, 50, seed=0, start_step=50, loss=False)
+    np.testing.assert_array_equal(run.theta, ref.theta_final.values)
+    old = fa.run_ensemble(state50, 0.1, 0.1, 50, seed=0, start_step=50, loss=False)
+    assert not np.array_equal(run.theta, old.theta_final.values)
+
+
+def test_work_per_frame_is_capped():
+    run = TrajectoryRun(model=EnsembleParams(n_trajectories=100, batch_size=1024, n_data=10_000),
+                        steps_per_frame=20_000)
+    work = run.prepare()
+    assert work.kwargs["n_steps"] * 100 * 1024 <= run.work_budget
+    assert run.capped == work.kwargs["n_steps"]
 
 
 def test_restart_params_restart_the_run():

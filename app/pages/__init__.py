@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from .about import AboutPage
+from .stability import StabilityPage
 from .trajectories import TrajectoriesPage
 
 PAGES = {
     "trajectories": ("Live trajectories", TrajectoriesPage),
+    "stability": ("Stability maps & pullback", StabilityPage),
     "about": ("About SGD Atlas", AboutPage),
 }
 DEFAULT_PAGE = "trajectories"

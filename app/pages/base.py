@@ -3,6 +3,8 @@ binding its state to the URL, and cleanup when the browser session ends."""
 
 from __future__ import annotations
 
+import html
+
 import panel as pn
 
 
@@ -18,6 +20,15 @@ class Page(pn.viewable.Viewer):
         """Show a plain-sentence notice (e.g. a clamped URL value) at the top of the page."""
         self._notices.append(text)
         self._sync_alert()
+
+    def clear_notices(self) -> None:
+        self._notices.clear()
+        self._sync_alert()
+
+    def notices_markdown(self, extra: list[str] = ()) -> str:
+        """All notices as Markdown, HTML-escaped: they quote text from links, which must never
+        be rendered as HTML (a link could otherwise run script in a student's browser)."""
+        return "\n\n".join(html.escape(t, quote=False) for t in [*self._notices, *extra] if t)
 
     def _sync_alert(self) -> None:  # pages with an alert pane override this
         pass

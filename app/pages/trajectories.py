@@ -9,6 +9,7 @@ session's event loop, so a frame never blocks other sessions.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import holoviews as hv
 import numpy as np
@@ -24,10 +25,12 @@ from ..state import LIVE_PARAMS, RESTART_PARAMS, EnsembleParams, TrajectoryRun
 from ..urlstate import apply_values
 from .base import Page, sync_to_url
 
+log = logging.getLogger(__name__)
 TITLE = "Live trajectories"
 SLUG = "trajectories"
 MODEL_FIELDS = ("lr", "sigma2", "batch_size", "label_noise", "teacher", "n_data",
                 "n_trajectories", "seed")
+START_FIELDS = ("start", "w0", "v0", "spread")
 RUN_FIELDS = ("steps_per_frame", "frame_ms")
 TAIL = 120  # recorded points drawn per trajectory in the parameter planes
 FLOOR = 1e-16  # log axes: exact zeros are drawn at this value
@@ -41,9 +44,30 @@ def _finite(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def optimal_set(teacher: str, ij: tuple[int, int], labels: tuple[str, str]) -> hv.Overlay:
+    """The global minima projected on a parameter plane.
+
+    Paper-000 teacher: the eight points Θ* of eq. (9). Paper-001 teacher 2tanh(x): a set —
+    w1 = w2 = ±1 with v1 + v2 = ±2, w1 = −w2 = ±1 with v1 − v2 = ±2, or one neuron at
+    (±1, ±2) with the other silent — drawn as its lines w_i = ±1 and v1 ± v2 = ±2, v_i = ±2.
+    """
+    if teacher == "paper000":
+        return hv.Overlay([hv.Points(fa.OPTIMAL_POINTS[:, list(ij)], kdims=list(labels),
+                                     label="Θ* (eq. 9)").opts(
+            color="#9a9a9a", size=11, marker="diamond", line_color="#555")])
+    style = dict(color="#9a9a9a", line_width=2, line_dash="dotted")
+    if ij == (0, 1):
+        return hv.Overlay([hv.VLine(c).opts(**style) for c in (-1, 1)]
+                          + [hv.HLine(c).opts(**style) for c in (-1, 1)])
+    lines = [hv.Slope(-1, c).opts(**style) for c in (-2, 2)] + [hv.Slope(1, c).opts(**style) for c in (-2, 2)]
+    return hv.Overlay(lines + [hv.Points([(2, 0), (-2, 0), (0, 2), (0, -2)], kdims=list(labels),
+                                         label="optimal set (2tanh)").opts(
+        color="#9a9a9a", size=11, marker="diamond", line_color="#555")])
+
+
 def plane_elements(hist_theta: np.ndarray, ij: tuple[int, int], labels: tuple[str, str],
-                   tail: int = TAIL) -> hv.Overlay:
-    """(θ_i, θ_j) plane: diagonal, Θ*, fading tails and the current heads of every trajectory."""
+                   tail: int = TAIL, teacher: str = "paper000") -> hv.Overlay:
+    """(θ_i, θ_j) plane: diagonal, optimal set, fading tails and the heads of the trajectories."""
     i, j = ij
     n = hist_theta.shape[0]
     pts = _finite(hist_theta[:, -tail:, :])
@@ -61,12 +85,10 @@ def plane_elements(hist_theta: np.ndarray, ij: tuple[int, int], labels: tuple[st
         if good.size:
             last[r] = pts[r, good[-1], [i, j]]
     heads = {labels[0]: last[:, 0], labels[1]: last[:, 1], "trajectory": np.arange(n).astype(str)}
-    opt = fa.OPTIMAL_POINTS[:, [i, j]]
     cmap = "Category10" if n <= 10 else "Category20"
     return (
         hv.Slope(1, 0).opts(color="#888", line_dash="dashed", line_width=1)
-        * hv.Points(opt, kdims=list(labels), label="Θ* (eq. 9)").opts(
-            color="#9a9a9a", size=11, marker="diamond", line_color="#555")
+        * optimal_set(teacher, ij, labels)
         * hv.Segments(seg, kdims=["x0", "y0", "x1", "y1"], vdims=["trajectory", "fade"]).opts(
             color="trajectory", cmap=cmap, alpha=dim("fade"), line_width=2)
         * hv.Points(heads, kdims=list(labels), vdims=["trajectory"]).opts(
@@ -108,7 +130,7 @@ class TrajectoriesPage(Page):
         if preset_id:
             if not self.apply_preset(str(preset_id)):
                 self._notices.append(f"No preset called {str(preset_id)[:40]!r}; using defaults.")
-        self._notices += apply_values(self.run.model, query, MODEL_FIELDS)
+        self._notices += apply_values(self.run.model, query, MODEL_FIELDS + START_FIELDS)
         self._notices += apply_values(self.run, query, RUN_FIELDS)
         self.run.reset()  # a fresh start with the link's values, without "restarted" notices
 
@@ -116,7 +138,7 @@ class TrajectoriesPage(Page):
         """Set the parameters of a preset from ``assets/presets.yaml``; False if unknown."""
         for p in self._presets:
             if p["id"] == preset_id:
-                notices = apply_values(self.run.model, p.get("params", {}), MODEL_FIELDS)
+                notices = apply_values(self.run.model, p.get("params", {}), MODEL_FIELDS + START_FIELDS)
                 notices += apply_values(self.run, p.get("run", {}), RUN_FIELDS)
                 self.preset = preset_id
                 self._notices += notices
@@ -124,7 +146,8 @@ class TrajectoriesPage(Page):
         return False
 
     def bind_url(self) -> None:
-        sync_to_url([(self.run.model, MODEL_FIELDS), (self.run, RUN_FIELDS)], extra={"page": SLUG},
+        sync_to_url([(self.run.model, MODEL_FIELDS + START_FIELDS), (self.run, RUN_FIELDS)],
+                    extra={"page": SLUG},
                     on_error=lambda bad: self.add_notice(f"Ignored link values: {bad}"))
 
     # -- running -----------------------------------------------------------------------------
@@ -149,6 +172,13 @@ class TrajectoriesPage(Page):
         If the parameters changed while it computed, the result is stale: it is dropped and
         the frame recomputed with the new values (so a Step click is never lost).
         """
+        try:
+            return await self._step_once(attempts)
+        except Exception as exc:  # never a traceback in the browser, never a silent stop
+            self._schedule(self._fail, exc)
+            return False
+
+    async def _step_once(self, attempts: int) -> bool:
         self._spinner.value = True
         for _ in range(attempts):
             generation, step = self._generation, self.run.step
@@ -193,9 +223,11 @@ class TrajectoriesPage(Page):
             self._play.value = False
 
     def _fail(self, exc) -> None:
+        log.exception("frame failed", exc_info=exc)
         self._spinner.value = False
         self._play.value = False
-        self.run.message = f"The computation failed: {exc}"
+        self.run.message = ("This frame could not be computed; the run is paused. Try a smaller "
+                            "η or reset (details are in the server log).")
         self._push()
 
     def _on_play(self, event) -> None:
@@ -226,6 +258,7 @@ class TrajectoriesPage(Page):
 
     def _on_reset(self, event) -> None:
         self._play.value = False
+        self._notices.clear()
         self._generation += 1
         self.run.reset("Reset: new start from step 0 with the same seed.")
         self._push()
@@ -234,8 +267,11 @@ class TrajectoriesPage(Page):
         if not event.new:
             return
         self._play.value = False
+        self._notices.clear()
         self.apply_preset(event.new)
         self.run.reset()
+        if pn.state.location is not None:
+            pn.state.location.update_query(preset=event.new)
         self._push()
 
     # -- drawing -----------------------------------------------------------------------------
@@ -246,6 +282,8 @@ class TrajectoriesPage(Page):
             "theta": _finite(r.hist_theta),
             "loss": _finite(r.hist_loss),
             "events": list(r.events),
+            "teacher": r.model.teacher,
+            "train_loss": _finite(r.hist_train_loss) if r.hist_train_loss is not None else None,
         }
 
     def _push(self) -> None:
@@ -255,11 +293,11 @@ class TrajectoriesPage(Page):
         self._sync_alert()
 
     def _plane_w(self, data):
-        return plane_elements(data["theta"], (0, 1), ("w1", "w2")).opts(
+        return plane_elements(data["theta"], (0, 1), ("w1", "w2"), teacher=data["teacher"]).opts(
             title="(w1, w2) plane", xlim=(-5, 5), ylim=(-5, 5))
 
     def _plane_v(self, data):
-        return plane_elements(data["theta"], (2, 3), ("v1", "v2")).opts(
+        return plane_elements(data["theta"], (2, 3), ("v1", "v2"), teacher=data["teacher"]).opts(
             title="(v1, v2) plane", xlim=(-3, 3), ylim=(-3, 3))
 
     def _event_lines(self, events):
@@ -274,14 +312,22 @@ class TrajectoriesPage(Page):
             with np.errstate(all="ignore"):
                 med = np.nanmedian(np.where(np.isfinite(loss[:, keep]), loss[:, keep], np.nan), axis=0) \
                     if np.isfinite(loss[:, keep]).any() else med
+        train = []
+        if data["train_loss"] is not None:
+            tl = np.maximum(data["train_loss"], FLOOR)
+            train = [hv.Path(_paths(steps, tl), kdims=["step", "loss"], label="training loss L").opts(
+                color="#2ca02c", alpha=0.5, framewise=True)]
         layers = [
-            hv.Path(_paths(steps, loss), kdims=["step", "loss"]).opts(color="#555", alpha=0.35,
-                                                                      framewise=True),
+            hv.Path(_paths(steps, loss), kdims=["step", "loss"], label="expected loss").opts(
+                color="#555", alpha=0.35, framewise=True),
+            *train,
             hv.Curve((steps[keep], med), "step", "loss", label="median").opts(
                 color="black", line_width=3, framewise=True),
             *self._event_lines(data["events"]),
         ]
-        return hv.Overlay(layers).opts(title="expected loss E[½(f − T)²]", logx=True, logy=True,
+        title = ("expected loss E[½(f − T)²] (grey), training loss (green)" if train
+                 else "expected loss E[½(f − T)²]")
+        return hv.Overlay(layers).opts(title=title, logx=True, logy=True,
                                        framewise=True, xlabel="step", ylabel="loss")
 
     def _degeneration(self, data):
@@ -303,6 +349,8 @@ class TrajectoriesPage(Page):
         r = self.run
         stopped = r.model.n_trajectories - r.n_running
         extra = f" · {stopped} stopped" if stopped else ""
+        if r.capped:
+            extra += f" · capped at {r.capped:,} steps/frame (work limit)"
         return (f'<div class="step-counter" style="font-size:1.6em;font-weight:600">'
                 f'step <span id="step-count">{r.step:,}</span></div>'
                 f'<div style="color:#666">{r.n_running} running{extra}</div>')
@@ -319,7 +367,7 @@ class TrajectoriesPage(Page):
         texts = list(self._notices)
         if self.run.message:
             texts.append(self.run.message)
-        self._alert.object = "\n\n".join(texts)
+        self._alert.object = self.notices_markdown([self.run.message])
         self._alert.alert_type = "danger" if self.run.diverged else (
             "warning" if self._notices else "info")
         self._alert.visible = bool(texts)
@@ -358,6 +406,10 @@ class TrajectoriesPage(Page):
                      "n_trajectories": {"type": pn.widgets.EditableIntSlider, "throttled": True},
                      "seed": pn.widgets.IntInput},
         )
+        self._start_widgets = pn.Param(
+            self.run.model, parameters=list(START_FIELDS), show_name=False,
+            widgets={"w0": dict(slider, format="0.[00]"), "v0": dict(slider, format="0.[00]"),
+                     "spread": dict(slider, format="0.[000]")})
         self._run_widgets = pn.Param(self.run, parameters=list(RUN_FIELDS), show_name=False,
                                      widgets={"steps_per_frame": {"type": pn.widgets.EditableIntSlider},
                                               "frame_ms": {"type": pn.widgets.IntSlider}})
@@ -377,6 +429,8 @@ class TrajectoriesPage(Page):
             self._preset_select,
             pn.pane.Markdown("#### Model"),
             self._model_widgets,
+            pn.pane.Markdown("#### Start"),
+            self._start_widgets,
             pn.pane.Markdown("#### Animation"),
             self._run_widgets,
             sizing_mode="stretch_width",

@@ -28,6 +28,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def server():
     """``panel serve app`` on a free loopback port; yields the app's base URL."""
+    # compile the numba kernels into their disk cache first, so no page waits for LLVM
+    subprocess.run([sys.executable, "-m", "engine.warmup"], cwd=ROOT, check=True, timeout=900)
     port = _free_port()
     log = open(ROOT / "test-artifacts" / "server.log", "w") if (ROOT / "test-artifacts").is_dir() \
         else subprocess.DEVNULL
@@ -91,6 +93,12 @@ class PageProbe:
         self.page.wait_for_function("() => location.search.includes('page=')", timeout=60_000)
         self.page.wait_for_timeout(1000)
         return self.page
+
+    def wait_steps(self, at_least: int, timeout: float = 30.0) -> None:
+        """Poll the step counter until it reaches ``at_least`` (or ``timeout`` seconds pass)."""
+        deadline = time.time() + timeout
+        while self.step_count() < at_least and time.time() < deadline:
+            self.page.wait_for_timeout(200)
 
     def step_count(self) -> int:
         return int(self.page.locator("#step-count").inner_text().replace(",", ""))

@@ -22,7 +22,7 @@ def test_play_advances_the_counter_and_adds_points(server, probe):
     page = probe.open(server + "?steps_per_frame=300&frame_ms=100")
     before = probe.n_points()
     page.get_by_role("button", name="▶ Play").click()
-    page.wait_for_timeout(4000)
+    probe.wait_steps(600)
     page.get_by_role("button", name=re.compile("Pause")).click()
     assert probe.step_count() >= 600
     assert probe.n_points() > before
@@ -32,7 +32,7 @@ def test_play_advances_the_counter_and_adds_points(server, probe):
 def test_moving_the_eta_slider_changes_the_run(server, probe):
     page = probe.open(server + "?steps_per_frame=200")
     page.get_by_role("button", name="Step").click()
-    page.wait_for_timeout(1500)
+    probe.wait_steps(200)
     assert probe.step_count() == 200
     handle = page.locator(".noUi-handle").first  # η is the first slider of the sidebar
     box = handle.bounding_box()
@@ -45,7 +45,7 @@ def test_moving_the_eta_slider_changes_the_run(server, probe):
     page.wait_for_function(r"() => /[?&]lr=0\.1(0[1-9]|[1-9])/.test(location.search)", timeout=10_000)
     assert page.get_by_text(re.compile(r"η → 0\.1\d+ at step 200")).count() >= 1
     page.get_by_role("button", name="Step").click()
-    page.wait_for_timeout(1500)
+    probe.wait_steps(400)
     assert probe.step_count() == 400  # the run continued, it did not restart
     assert page.get_by_text(re.compile(r"step 200: η → 0\.1\d+")).count() >= 1
 
@@ -63,7 +63,7 @@ def test_a_link_reproduces_its_parameters_and_run(server, browser):
         for q in ("sigma2=0.5", "lr=0.05", "seed=3", "n_trajectories=5"):
             assert q in page.url
         page.get_by_role("button", name="Step").click()
-        page.wait_for_timeout(1500)
+        p.wait_steps(250)
         assert p.step_count() == 250
         runs.append(p.heads())
         assert p.errors == []
@@ -84,3 +84,32 @@ def test_unknown_page_falls_back_with_a_notice(server, probe):
     page = probe.open(server + "?page=../../etc/passwd")
     assert page.get_by_text(re.compile("There is no page")).count() >= 1
     assert probe.errors == []
+
+
+def test_link_text_is_never_rendered_as_html(server, probe):
+    dialogs = []
+    probe.page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    payload = "<img src=x onerror=alert(1)>"
+    page = probe.open(server + "?teacher=" + payload + "&preset=" + payload + "&n_data=" + payload)
+    page.wait_for_timeout(1000)
+    assert dialogs == []
+    assert page.get_by_text(re.compile("not one of the choices")).count() >= 1
+    assert page.locator("img[src=x]").count() == 0
+
+
+def test_sessions_are_independent(server, browser):
+    from .conftest import PageProbe
+
+    a, b = PageProbe(browser), PageProbe(browser)
+    pa = a.open(server + "?steps_per_frame=100")
+    pb = b.open(server + "?steps_per_frame=100")
+    pa.get_by_role("button", name="Step").click()
+    a.wait_steps(100)
+    assert a.step_count() == 100 and b.step_count() == 0
+    box = pa.locator("input").nth(1)  # σ² of session a
+    box.fill("0.5")
+    box.press("Enter")
+    pa.wait_for_function("() => location.search.includes('sigma2=0.5')")
+    assert "sigma2=0.1" in pb.url and pb.locator("input").nth(1).input_value() == "0.1"
+    a.close()
+    b.close()

@@ -1,0 +1,367 @@
+"""Why noise traps SGD near M_wv: μ± stability maps (paper 000 Fig. 3) and pullback
+attractors (Fig. 4).
+
+Left: μ+(x) and μ−(x) at the chosen (w, v) with the input density ρ(x). Right: a map over
+(w, v) ∈ [0, 2]² of π = P[μ+ ≤ 0], of its finite-η version, or of the top Lyapunov exponent of
+the linearised random map, with the valley curve C; click it to choose (w, v). Below: the
+pullback cloud of 10⁵ paths driven by one noise realisation, drawn with datashader.
+
+Maps and clouds are computed in a worker thread with progress and cancel, through the shared
+cache, so coming back to the page (or a second student with the same link) is instant.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+import param
+from holoviews.operation.datashader import datashade, dynspread
+from holoviews.streams import Tap
+
+from engine import fa, pullback, stability
+
+from ..cache import get_cache
+from ..jobs import JobSlot, session_scheduler
+from ..presets import load_presets
+from ..state import StabilityParams
+from ..urlstate import apply_values
+from .base import Page, sync_to_url
+
+SLUG = "stability"
+TITLE = "Stability maps & pullback attractors"
+FIELDS = ("sigma2", "lr", "w0", "v0", "color_by", "resolution", "pullback_time",
+          "pullback_points", "trapped_distance", "seed")
+MAP_FIELDS = ("sigma2", "lr", "resolution", "seed")
+CLOUD_FIELDS = ("sigma2", "lr", "pullback_time", "pullback_points", "seed")
+W_COLOR, V_COLOR = "#d62728", "#1f77b4"
+LABELS = {"pi_small_lr": "π = P[μ+ ≤ 0]", "pi_finite_lr": "P[|1 + ημ±| < 1]",
+          "lyapunov": "λ (per step)"}
+
+EXPLAIN = (
+    "**π** is the probability that a random input makes (w, v) attracting for small η "
+    "(μ+ ≤ 0, paper 000 eq. 38); the **finite-η** map also needs |1 + ημ−| < 1. "
+    "**λ** is the top Lyapunov exponent of the random products of I + ηJ(x_t) at the point: "
+    "λ < 0 means a small displacement from (w, v) shrinks almost surely. π counts *how often* "
+    "a step contracts, λ weighs *how much* every step contracts or expands — a point can have "
+    "π < ½ and still λ < 0.")
+
+
+def _finite(a):
+    a = np.array(a, dtype=float)
+    a[~np.isfinite(a)] = np.nan
+    return a
+
+
+class StabilityPage(Page):
+    """μ± against x, the π / Lyapunov map over M_wv, and pullback clouds."""
+
+    state = param.ClassSelector(class_=StabilityParams)
+    preset = param.String(default="")
+
+    def __init__(self, query: dict | None = None, **params):
+        params.setdefault("state", StabilityParams())
+        super().__init__(query=query, **params)
+        self._presets = load_presets().get(SLUG, [])
+        if query:
+            self._apply_query(query)
+        schedule = session_scheduler(pn.state.curdoc)
+        self._map_job = JobSlot(schedule, self._on_map_progress)
+        self._cloud_job = JobSlot(schedule, self._on_cloud_progress)
+        self._map_ds = None
+        self._cloud_ds = None
+        self._build()
+        s = self.state
+        s.param.watch(lambda *e: self._request_map(), list(MAP_FIELDS))
+        s.param.watch(lambda *e: self._request_cloud(), list(CLOUD_FIELDS))
+        s.param.watch(lambda *e: self._redraw_map(), ["color_by"])
+        s.param.watch(lambda *e: self._redraw_point(), ["w0", "v0", "sigma2", "lr"])
+        s.param.watch(lambda *e: self._redraw_cloud(), ["trapped_distance"])
+        self._request_map()
+        self._request_cloud()
+
+    # -- outside input -----------------------------------------------------------------------
+    def _apply_query(self, query):
+        preset_id = query.get("preset")
+        if preset_id and not self.apply_preset(str(preset_id)):
+            self._notices.append(f"No preset called {str(preset_id)[:40]!r}.")
+        self._notices += apply_values(self.state, query, FIELDS)
+
+    def apply_preset(self, preset_id: str) -> bool:
+        for p in self._presets:
+            if p["id"] == preset_id:
+                self._notices += apply_values(self.state, p.get("params", {}), FIELDS)
+                self.preset = preset_id
+                return True
+        return False
+
+    def bind_url(self) -> None:
+        sync_to_url([(self.state, FIELDS)], extra={"page": SLUG},
+                    on_error=lambda bad: self.add_notice(f"Ignored link values: {bad}"))
+
+    def cleanup(self) -> None:
+        self._map_job.close()
+        self._cloud_job.close()
+
+    # -- computations ------------------------------------------------------------------------
+    def _request_map(self) -> None:
+        inputs = self.state.map_inputs()
+        self._map_status.object = "computing the maps…"
+        self._map_progress.value = -1  # indeterminate until the first report
+        self._map_progress.visible = True
+
+        def work(ctx):
+            small = dict(inputs, lr=None, lyapunov_steps=0)
+            ctx.progress(0, 3, "π map")
+            get_cache().get_or_compute("stability_map", small, lambda: stability.attracting_map(**small))
+            ctx.check()
+            ctx.progress(1, 3, "Lyapunov map")
+            return get_cache().get_or_compute("stability_map", inputs,
+                                              lambda: stability.attracting_map(**inputs))
+
+        self._map_job.submit(work, self._on_map, self._on_error)
+
+    def _on_map_progress(self, done, total, text):
+        self._map_progress.value = int(100 * done / total)
+        self._map_status.object = f"computing: {text}…"
+
+    def _on_map(self, ds):
+        self._map_ds = ds
+        self._map_progress.visible = False
+        self._map_status.object = ""
+        self._redraw_map()
+
+    def _request_cloud(self) -> None:
+        inputs = self.state.pullback_inputs()
+        self._cloud_progress.value = 0
+        self._cloud_progress.visible = True
+        self._cancel_btn.disabled = False
+        self._cloud_status.object = "starting…"
+
+        def work(ctx):
+            return get_cache().get_or_compute(
+                "pullback_cloud", inputs,
+                lambda: pullback.pullback_cloud(
+                    **inputs, progress=lambda d, t: ctx.progress(d, t, f"step {d:,} of {t:,}"),
+                    cancel=lambda: ctx.cancelled))
+
+        self._cloud_job.submit(work, self._on_cloud, self._on_error)
+
+    def _on_cloud_progress(self, done, total, text):
+        self._cloud_progress.value = int(100 * done / total)
+        self._cloud_status.object = f"pullback: {text}"
+
+    def _on_cloud(self, ds):
+        self._cloud_ds = ds
+        self._cloud_progress.visible = False
+        self._cancel_btn.disabled = True
+        self._cloud_status.object = ""
+        self._redraw_cloud()
+
+    def _on_cancel(self, event):
+        self._cloud_job.cancel()
+        self._cloud_progress.visible = False
+        self._cancel_btn.disabled = True
+        self._cloud_status.object = "Cancelled. Change a parameter to compute again."
+
+    def _on_error(self, exc):
+        self._map_progress.visible = self._cloud_progress.visible = False
+        self.add_notice(f"The computation failed: {exc}")
+
+    # -- drawing -----------------------------------------------------------------------------
+    def _redraw_map(self):
+        if self._map_ds is not None:
+            self._map_pane.object = self._map_plot(self._map_ds)
+
+    def _map_plot(self, data):
+        """The map with C and the chosen point; a new Tap stream follows each new map (a Tap
+        on a DynamicMap inside an overlay does not receive clicks in HoloViews 1.23)."""
+        layer = self._map(data)
+        image = layer.get(0) if isinstance(layer, hv.Overlay) else layer
+        tap = Tap(source=image, x=self.state.w0, y=self.state.v0)
+        tap.add_subscriber(self._on_tap)
+        self._tap = tap
+        return (layer * self._marker_dmap).opts(
+            hv.opts.Image(tools=["hover"], responsive=True, min_height=330),
+            hv.opts.Overlay(title="where M_wv attracts (click to pick (w, v))", responsive=True,
+                            min_height=330, xlim=(0, 2), ylim=(0, 2)))
+
+    def _redraw_point(self):
+        self._mu_pane.object = self._mu_plot()
+        self._point_md.object = self._point_text()
+
+    def _cloud_plot(self, ds):
+        """Datashaded clouds (10⁵ points each) with Θ* and the diagonal (paper 000 Fig. 4)."""
+        layers = []
+        if ds is not None:
+            c = _finite(ds.cloud.values)
+            for (i, j), color in (((0, 1), W_COLOR), ((2, 3), V_COLOR)):
+                pts = hv.Points((c[:, i], c[:, j]), ["θ1", "θ2"])
+                layers.append(dynspread(datashade(pts, cmap=[color], min_alpha=80), threshold=0.6))
+        opt_w = hv.Points(fa.OPTIMAL_POINTS[:, :2], ["θ1", "θ2"], label="Θ* (w1, w2)").opts(
+            color="#777", size=9, marker="diamond")
+        opt_v = hv.Points(fa.OPTIMAL_POINTS[:, 2:], ["θ1", "θ2"], label="Θ* (v1, v2)").opts(
+            color="#bbb", size=9, marker="diamond")
+        return hv.Overlay(layers + [hv.Slope(1, 0).opts(color="#555", line_dash="dashed"),
+                                    opt_w, opt_v]).opts(
+            title="pullback cloud at time 0: (w1, w2) red, (v1, v2) blue", responsive=True,
+            min_height=420, xlim=(-5, 5), ylim=(-5, 5), xlabel="w1 (red), v1 (blue)",
+            ylabel="w2 (red), v2 (blue)", legend_position="top_left")
+
+    def _redraw_cloud(self):
+        if self._cloud_ds is not None:
+            self._cloud_pane.object = self._cloud_plot(self._cloud_ds)
+            d = self._cloud_ds.distance.values
+            frac = float(np.mean(d < self.state.trapped_distance))
+            self._trapped.object = (
+                f'<div style="font-size:1.4em"><b id="trapped-fraction">{100 * frac:.1f} %</b> '
+                f"of {d.size:,} paths trapped within {self.state.trapped_distance:g} of M_wv "
+                f"at τ_pb = {int(self._cloud_ds.attrs['pullback_time']):,}</div>")
+
+    def _map(self, data):
+        s = self.state
+        var = s.color_by
+        if data is None:
+            return (hv.Image(np.full((2, 2), np.nan), bounds=(0, 0, 2, 2), kdims=["w", "v"])
+                    * hv.Curve([], "w", "v", label="valley C"))
+        if var not in data:
+            var = "pi_finite_lr"
+        vdims = [v for v in ("pi_small_lr", "pi_finite_lr", "lyapunov", "lyapunov_se") if v in data]
+        vdims.remove(var)
+        vdims.insert(0, var)
+        arr = {v: _finite(data[v].values.T) for v in vdims}  # Image wants (v, w)
+        img = hv.Image((data.w.values, data.v.values, *[arr[v] for v in vdims]),
+                       kdims=["w", "v"], vdims=vdims)
+        if var == "lyapunov":
+            lim = np.nanmax(np.abs(arr[var])) or 1.0
+            img = img.opts(cmap="RdBu", clim=(-lim, lim), colorbar=True, clabel=LABELS[var])
+        else:
+            img = img.opts(cmap="Greys", clim=(0, 1), colorbar=True, clabel=LABELS[var])
+        valley = data.valley.values
+        ok = (valley >= 0) & (valley <= 2)
+        curve = hv.Curve((data.w.values[ok], valley[ok]), "w", "v", label="valley C").opts(
+            color=W_COLOR, line_width=2)
+        return (img * curve).opts(legend_position="top_right")
+
+    @staticmethod
+    def _marker(w0, v0):
+        return hv.Points([(w0, v0)], ["w", "v"]).opts(color="#ff7f0e", size=14, marker="x",
+                                                      line_width=3)
+
+    def _mu_plot(self):
+        s = self.state
+        sigma = np.sqrt(s.sigma2)
+        half = max(4.0, 4.0 * sigma)
+        x = np.linspace(-half, half, 801)
+        lo, hi = stability.mu_pm(x, s.w0, s.v0)
+        rho = np.exp(-x * x / (2 * s.sigma2)) / np.sqrt(2 * np.pi * s.sigma2)
+        mu = hv.Overlay([
+            hv.Curve((x, hi), "x", "μ", label="μ+").opts(color=W_COLOR, line_width=2),
+            hv.Curve((x, lo), "x", "μ", label="μ−").opts(color=V_COLOR, line_width=2),
+            hv.HLine(0).opts(color="#888", line_dash="dashed", line_width=1),
+        ])
+        dens = hv.Area((x, rho), "x", "ρ(x)", label="ρ(x)").opts(color="#999", alpha=0.25)
+        return (mu * dens).opts(
+            multi_y=True, title=f"μ±(x; w = {s.w0:.2f}, v = {s.v0:.2f}), σ² = {s.sigma2:g}",
+            responsive=True, min_height=330, legend_position="bottom_right", show_grid=True)
+
+    def _point_text(self) -> str:
+        s = self.state
+        p_small = stability.attracting_probability(s.w0, s.v0, s.sigma2)
+        p_eta = stability.attracting_probability(s.w0, s.v0, s.sigma2, s.lr)
+        lam, se = stability.lyapunov(s.w0, s.v0, s.sigma2, s.lr, n_steps=4000, n_replicas=16,
+                                     seed=s.seed)
+        link = "?" + urlencode({"page": "trajectories", "sigma2": s.sigma2, "lr": s.lr,
+                                "start": "point", "w0": round(s.w0, 4), "v0": round(s.v0, 4),
+                                "spread": 0.05, "steps_per_frame": 500})
+        lam_txt = (f"{float(lam):.2e} ± {1.96 * float(se):.1e} (95 % CI, per step)"
+                   if np.isfinite(lam) else "diverges (|1 + ημ| too large)")
+        return (f"**(w, v) = ({s.w0:.3f}, {s.v0:.3f})** — π = {float(p_small):.3f}; "
+                f"P[|1 + ημ±| < 1] = {float(p_eta):.3f} at η = {s.lr:g}; "
+                f"λ = {lam_txt}.  \n"
+                f"[▶ Open in live trajectories, starting near this point]({link})")
+
+    def _on_tap(self, x=None, y=None):
+        if x is None or y is None:
+            return
+        self.state.param.update(w0=float(np.clip(x, 0, 2)), v0=float(np.clip(y, 0, 2)))
+
+    def _build(self) -> None:
+        s = self.state
+        self._marker_dmap = hv.DynamicMap(self._marker, streams=[hv.streams.Params(s, ["w0", "v0"])])
+        self._map_pane = pn.pane.HoloViews(self._map_plot(None), sizing_mode="stretch_both",
+                                           min_height=330)
+        self._cloud_pane = pn.pane.HoloViews(self._cloud_plot(None), sizing_mode="stretch_width",
+                                             min_height=420)
+        self._mu_pane = pn.pane.HoloViews(self._mu_plot(), sizing_mode="stretch_both", min_height=330)
+        self._point_md = pn.pane.Markdown(self._point_text())
+        self._map_progress = pn.indicators.Progress(value=-1, max=100, width=200, visible=True)
+        self._map_status = pn.pane.Markdown("")
+        self._cloud_progress = pn.indicators.Progress(value=0, max=100, width=300)
+        self._cloud_status = pn.pane.Markdown("")
+        self._cancel_btn = pn.widgets.Button(name="Cancel", button_type="warning", width=90)
+        self._cancel_btn.on_click(self._on_cancel)
+        self._trapped = pn.pane.HTML("")
+        self._alert = pn.pane.Alert("", alert_type="warning", visible=False)
+        options = {"— choose a preset —": ""} | {p["title"]: p["id"] for p in self._presets}
+        self._preset_select = pn.widgets.Select(
+            name="Preset", options=options, value=self.preset if self.preset in options.values() else "")
+        self._preset_select.param.watch(self._on_preset, "value")
+        slider = {"type": pn.widgets.EditableFloatSlider, "throttled": True}
+        self._widgets = pn.Param(
+            s, parameters=["sigma2", "lr", "color_by", "resolution"], show_name=False,
+            widgets={"sigma2": dict(slider, format="0.[0000]"), "lr": dict(slider, format="0.[0000]"),
+                     "resolution": {"type": pn.widgets.IntSlider, "throttled": True}})
+        self._point_widgets = pn.Param(
+            s, parameters=["w0", "v0"], show_name=False,
+            widgets={"w0": dict(slider, format="0.[000]"), "v0": dict(slider, format="0.[000]")})
+        self._cloud_widgets = pn.Param(
+            s, parameters=["pullback_time", "pullback_points", "trapped_distance", "seed"],
+            show_name=False,
+            widgets={"pullback_points": {"type": pn.widgets.IntSlider, "throttled": True},
+                     "trapped_distance": dict(slider, format="0.[000]"),
+                     "seed": pn.widgets.IntInput})
+        self._sync_alert()
+
+    def _on_preset(self, event):
+        if event.new:
+            self.apply_preset(event.new)
+            self._sync_alert()
+
+    def _sync_alert(self) -> None:
+        if not hasattr(self, "_alert"):
+            return
+        self._alert.object = self.notices_markdown()
+        self._alert.visible = bool(self._notices)
+
+    @param.depends("preset")
+    def _prompt(self):
+        for p in self._presets:
+            if p["id"] == self.preset:
+                return f"**{p['title']}** — {p['prompt']}"
+        return ("Click the map to pick a point (w, v) of the degenerate subspace M_wv; the left "
+                "plot shows for which inputs x it attracts (μ+ ≤ 0). Pick a preset to reproduce "
+                "Figs. 3 and 4 of paper 000.")
+
+    @property
+    def sidebar(self):
+        return pn.Column(self._preset_select, pn.pane.Markdown("#### Maps"), self._widgets,
+                         pn.pane.Markdown("#### Point"), self._point_widgets,
+                         pn.pane.Markdown("#### Pullback attractor"), self._cloud_widgets,
+                         sizing_mode="stretch_width")
+
+    def __panel__(self):
+        return pn.Column(
+            pn.pane.Markdown(self._prompt, sizing_mode="stretch_width"),
+            self._alert,
+            pn.Row(self._map_progress, self._map_status),
+            pn.Row(self._mu_pane, self._map_pane,
+                   sizing_mode="stretch_width", min_height=340),
+            self._point_md,
+            pn.pane.Markdown(EXPLAIN, styles={"color": "#555"}),
+            pn.Row(self._cloud_progress, self._cancel_btn, self._cloud_status, self._trapped),
+            self._cloud_pane,
+            sizing_mode="stretch_both",
+        )

@@ -1,0 +1,29 @@
+"""Compile every numba kernel once (numba caches them on disk with ``cache=True``), so the first
+visitor of a freshly started server — or a freshly built container — does not wait for LLVM."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+
+@lru_cache(maxsize=1)
+def compile_all() -> bool:
+    """Run a tiny instance of each public computation (idempotent, cheap after the first call)."""
+    from . import fa, pullback, stability
+
+    th = fa.uniform_initial(600, 1.0, 0)  # ≥ 2 blocks: the parallel kernels too
+    for kw in ({}, {"shared_noise": True}, {"n_data": 8, "batch_size": 3}, {"label_noise": 0.1}):
+        fa.run_ensemble(th, 0.1, 1.0, 3, **kw)
+        fa.run_ensemble(th[:5], 0.1, 1.0, 3, **kw)
+    stability.attracting_map(1.0, lr=0.1, n=10, lyapunov_steps=10)
+    stability.attracting_probability(0.5, 0.5, 1.0)
+    stability.lyapunov(0.5, 0.5, 1.0, 0.1, n_steps=10, n_replicas=2)
+    pullback.pullback_cloud(1.0, 3, n_points=600)
+    fa.batch_indices(10, 3, 2)
+    return True
+
+
+if __name__ == "__main__":
+    compile_all()

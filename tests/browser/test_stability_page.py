@@ -1,0 +1,66 @@
+"""The stability page in a real browser (issue 3's browser acceptance tests)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+PI_SUM = """() => { for (const doc of Bokeh.documents) for (const m of doc.all_models) {
+    if (m.data && m.data.image && m.data.pi_finite_lr) {
+        let s = 0; for (const v of m.data.image[0]) if (Number.isFinite(v)) s += v; return s; } }
+    return null; }"""
+MU_CURVES = """() => { const out = []; for (const doc of Bokeh.documents) for (const m of doc.all_models) {
+    if (m.data && m.data.x && m.data['μ'] && m.data.x.length > 500) out.push(Array.from(m.data['μ']).slice(0, 400)); }
+    return out; }"""
+
+
+def _open(probe, url):
+    page = probe.page
+    page.goto(url)
+    page.wait_for_function("() => location.search.includes('page=stability')", timeout=60_000)
+    page.wait_for_function(f"() => ({PI_SUM})() > 0", timeout=60_000)  # the map has arrived
+    return page
+
+
+def test_stability_page_renders_and_click_picks_the_point(server, probe):
+    page = _open(probe, server + "?page=stability&pullback_points=2000&pullback_time=1000")
+    before = page.evaluate(MU_CURVES)
+    assert before
+    assert page.get_by_text("(w, v) = (0.500, 0.500)").count() == 1
+    boxes = [page.locator("canvas").nth(i).bounding_box() for i in range(page.locator("canvas").count())]
+    plots = sorted({(b["x"], b["y"], b["width"], b["height"]) for b in boxes if b and b["width"] > 200},
+                   key=lambda b: (b[1], b[0]))
+    x, y, w, h = plots[1]  # first row: μ± plot, then the π map
+    page.mouse.click(x + 0.45 * w, y + 0.3 * h)
+    page.wait_for_function("() => !location.search.includes('w0=0.5&')", timeout=10_000)
+    page.wait_for_timeout(1000)
+    assert page.get_by_text("(w, v) = (0.500, 0.500)").count() == 0  # the point moved
+    after = page.evaluate(MU_CURVES)
+    assert any(c not in before for c in after)  # and μ±(x) was redrawn for it
+    assert probe.errors == [] and probe.external == []
+
+
+def test_lower_sigma2_shrinks_the_attracting_region(server, probe):
+    page = _open(probe, server + "?page=stability&sigma2=1&pullback_points=1000&pullback_time=1000")
+    strong = page.evaluate(PI_SUM)
+    box = page.locator("input").nth(1)  # σ² is the second editable slider of the sidebar
+    assert box.input_value() == "1"
+    box.fill("0.1")
+    box.press("Enter")
+    page.wait_for_function("() => location.search.includes('sigma2=0.1')", timeout=10_000)
+    page.wait_for_function(f"() => ({PI_SUM})() < {0.5 * strong}", timeout=60_000)
+    weak = page.evaluate(PI_SUM)
+    assert weak < 0.5 * strong  # paper 000 Fig. 3 right: the dark region disappears at 0.1
+    page.wait_for_function("() => document.querySelector('body') !== null")
+    assert probe.errors == []
+
+
+def test_pullback_cloud_shows_its_trapped_fraction(server, probe):
+    page = _open(probe, server + "?page=stability&pullback_points=3000&pullback_time=1000")
+    page.wait_for_selector("#trapped-fraction", timeout=60_000)
+    frac = float(page.locator("#trapped-fraction").inner_text().rstrip(" %"))
+    assert 0 <= frac <= 100
+    assert probe.errors == []
