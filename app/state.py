@@ -315,7 +315,7 @@ class StabilityParams(InputParams):
     def map_inputs(self) -> dict:
         """Keyword arguments of :func:`engine.stability.attracting_map` for these values."""
         return dict(sigma2=self.sigma2, lr=self.lr, n=self.resolution, lyapunov_steps=300,
-                    lyapunov_replicas=8, seed=self.seed)
+                    lyapunov_replicas=8, seed=self.seed, moments=True)
 
     def pullback_inputs(self) -> dict:
         """Keyword arguments of :func:`engine.pullback.pullback_cloud` (distance excluded:

@@ -24,6 +24,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = [
@@ -63,6 +64,24 @@ def _u2f(typingctx, x):
     return types.float64(types.uint64), codegen
 
 
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a·b + c with one rounding (llvm.fma: one vfmadd instruction on FMA hardware).
+
+    Used only inside the polynomials below, so results stay reproducible and the model
+    code outside keeps its exact symmetries (no blanket fastmath 'contract')."""
+    if not (a == b == c == types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        d = ir.DoubleType()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(d, [d, d, d]),
+                                            "llvm.fma.f64")
+        return builder.call(fn, args)
+
+    return types.float64(types.float64, types.float64, types.float64), codegen
+
+
 _MAGIC = 6755399441055744.0  # 1.5 * 2**52: adding it rounds a |value| < 2**51 to an integer
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01
@@ -90,17 +109,17 @@ def vexpm1(x):
     ni = _f2u(kf) - _f2u(_MAGIC)  # two's complement of n (n ≤ 0)
     r = (x - nf * _LN2_HI) - nf * _LN2_LO
     p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
+    p = _fma(p, r, 1.0 / 479001600.0)
+    p = _fma(p, r, 1.0 / 39916800.0)
+    p = _fma(p, r, 1.0 / 3628800.0)
+    p = _fma(p, r, 1.0 / 362880.0)
+    p = _fma(p, r, 1.0 / 40320.0)
+    p = _fma(p, r, 1.0 / 5040.0)
+    p = _fma(p, r, 1.0 / 720.0)
+    p = _fma(p, r, 1.0 / 120.0)
+    p = _fma(p, r, 1.0 / 24.0)
+    p = _fma(p, r, 1.0 / 6.0)
+    p = _fma(p, r, 0.5)
     p = (p * r) * r + r  # expm1(r)
     scale = _u2f((ni + _U1023) << _U52)  # 2**n
     return scale * p + (scale - 1.0)
@@ -130,16 +149,16 @@ def vlog(u):
     s = (m - 1.0) / (m + 1.0)
     s2 = s * s
     p = 1.0 / 23.0
-    p = p * s2 + 1.0 / 21.0
-    p = p * s2 + 1.0 / 19.0
-    p = p * s2 + 1.0 / 17.0
-    p = p * s2 + 1.0 / 15.0
-    p = p * s2 + 1.0 / 13.0
-    p = p * s2 + 1.0 / 11.0
-    p = p * s2 + 1.0 / 9.0
-    p = p * s2 + 1.0 / 7.0
-    p = p * s2 + 1.0 / 5.0
-    p = p * s2 + 1.0 / 3.0
+    p = _fma(p, s2, 1.0 / 21.0)
+    p = _fma(p, s2, 1.0 / 19.0)
+    p = _fma(p, s2, 1.0 / 17.0)
+    p = _fma(p, s2, 1.0 / 15.0)
+    p = _fma(p, s2, 1.0 / 13.0)
+    p = _fma(p, s2, 1.0 / 11.0)
+    p = _fma(p, s2, 1.0 / 9.0)
+    p = _fma(p, s2, 1.0 / 7.0)
+    p = _fma(p, s2, 1.0 / 5.0)
+    p = _fma(p, s2, 1.0 / 3.0)
     logm = 2.0 * s + 2.0 * s * s2 * p
     return (e * _LN2_HI + logm) + e * _LN2_LO
 
@@ -154,24 +173,24 @@ def _sincos_turn(u):
     a = f * _HALF_PI
     a2 = a * a
     s = -1.0 / 121645100408832000.0  # 1/19!
-    s = s * a2 + 1.0 / 355687428096000.0
-    s = s * a2 - 1.0 / 1307674368000.0
-    s = s * a2 + 1.0 / 6227020800.0
-    s = s * a2 - 1.0 / 39916800.0
-    s = s * a2 + 1.0 / 362880.0
-    s = s * a2 - 1.0 / 5040.0
-    s = s * a2 + 1.0 / 120.0
-    s = s * a2 - 1.0 / 6.0
+    s = _fma(s, a2, 1.0 / 355687428096000.0)
+    s = _fma(s, a2, -1.0 / 1307674368000.0)
+    s = _fma(s, a2, 1.0 / 6227020800.0)
+    s = _fma(s, a2, -1.0 / 39916800.0)
+    s = _fma(s, a2, 1.0 / 362880.0)
+    s = _fma(s, a2, -1.0 / 5040.0)
+    s = _fma(s, a2, 1.0 / 120.0)
+    s = _fma(s, a2, -1.0 / 6.0)
     s = a + a * a2 * s
     c = 1.0 / 6402373705728000.0  # 1/18!
-    c = c * a2 - 1.0 / 20922789888000.0
-    c = c * a2 + 1.0 / 87178291200.0
-    c = c * a2 - 1.0 / 479001600.0
-    c = c * a2 + 1.0 / 3628800.0
-    c = c * a2 - 1.0 / 40320.0
-    c = c * a2 + 1.0 / 720.0
-    c = c * a2 - 1.0 / 24.0
-    c = c * a2 + 0.5
+    c = _fma(c, a2, -1.0 / 20922789888000.0)
+    c = _fma(c, a2, 1.0 / 87178291200.0)
+    c = _fma(c, a2, -1.0 / 479001600.0)
+    c = _fma(c, a2, 1.0 / 3628800.0)
+    c = _fma(c, a2, -1.0 / 40320.0)
+    c = _fma(c, a2, 1.0 / 720.0)
+    c = _fma(c, a2, -1.0 / 24.0)
+    c = _fma(c, a2, 0.5)
     c = 1.0 - a2 * c
     # rotate by q quarter turns: swap for odd q, then flip signs with the sign bit
     odd = (q & np.uint64(1)) == np.uint64(1)

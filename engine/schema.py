@@ -44,6 +44,8 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "lyapunov_se": ("standard error of the Lyapunov exponent", "1/step"),
     "valley": ("valley curve C: v*(w; σ²)", "1"),
     "mu_minus": ("μ−(x; w, v)", "1"),
+    "mu_plus_mean": ("E_x[μ+(x; w, v)]", "1"),
+    "mu_minus_mean": ("E_x[μ−(x; w, v)]", "1"),
     "mu_plus": ("μ+(x; w, v)", "1"),
     "density": ("ρ(x), density of N(0, σ²)", "1"),
     "cloud": ("pullback cloud θ(0) of paths started at −τ_pb", "1"),

@@ -27,6 +27,7 @@ from . import schema
 from ._parallel import PARALLEL_LOCK
 from ._vecmath import normal_pair, stream_key, vtanh
 from .fa import _JIT, _count, _positive, _seed, _teacher, _teacher_id
+from .quadrature import half_gauss_rule
 
 __all__ = ["jacobian", "mu_pm", "attracting_probability", "attracting_map", "valley_curve",
            "lyapunov", "lyapunov_map"]
@@ -209,6 +210,21 @@ def _pi_grid_serial(w, v, sigma, c4, neg_limit, us, Ts, out):
         out[i] = _pi_point(w[i], v[i], sigma, c4, neg_limit, us, Ts)
 
 
+@njit(parallel=True, **_JIT)
+def _mu_moments(w, v, xs, cs, c4, out_hi, out_lo):
+    """E_x[μ+], E_x[μ−] by the quadrature rule (xs, cs) for even integrands."""
+    for i in prange(w.size):
+        hi_acc = 0.0
+        lo_acc = 0.0
+        for k in range(xs.size):
+            a, b, d = _jac(xs[k], w[i], v[i], c4)
+            lo, hi = _eig(a, b, d)
+            hi_acc += cs[k] * hi
+            lo_acc += cs[k] * lo
+        out_hi[i] = hi_acc
+        out_lo[i] = lo_acc
+
+
 @njit(**_JIT)
 def _teacher_values(x, c4):
     out = np.empty_like(x)
@@ -348,9 +364,10 @@ def lyapunov(w, v, sigma2: float, lr: float, n_steps: int = 2000, n_replicas: in
 def attracting_map(sigma2: float, lr: float | None = None, n: int = 200,
                    w_range=(0.0, 2.0), v_range=(0.0, 2.0), teacher: str = "paper000",
                    lyapunov_steps: int = 0, lyapunov_replicas: int = 8,
-                   seed: int = 0) -> "xr.Dataset":
+                   seed: int = 0, moments: bool = False) -> "xr.Dataset":
     """π over an n×n grid of (w, v) cell centres (Fig. 3 right), the valley curve C, and —
-    with ``lyapunov_steps`` > 0 and ``lr`` given — the Lyapunov map with its standard error.
+    with ``lyapunov_steps`` > 0 and ``lr`` given — the Lyapunov map with its standard error;
+    with ``moments`` the means E_x[μ±] (``mu_plus_mean``, ``mu_minus_mean``) by quadrature.
 
     Returns an ``xr.Dataset`` with dims ``w``, ``v``: ``pi_small_lr`` (P[μ+ ≤ 0]),
     ``pi_finite_lr`` (P[|1 + ημ±| < 1], if ``lr``), ``lyapunov``, ``lyapunov_se``, and
@@ -362,6 +379,16 @@ def attracting_map(sigma2: float, lr: float | None = None, n: int = 200,
     v = v0 + (np.arange(n) + 0.5) * (v1 - v0) / n
     W, V = np.meshgrid(w, v, indexing="ij")
     data = {"pi_small_lr": (("w", "v"), attracting_probability(W, V, sigma2, None, teacher))}
+    if moments:
+        # μ± are only piecewise smooth in x: a finer rule than the loss needs (error < 1e-9)
+        xs, cs = half_gauss_rule(_positive(sigma2, "sigma2"), n_panels=64, order=30)
+        hi = np.empty(W.size)
+        lo = np.empty(W.size)
+        with PARALLEL_LOCK:
+            _mu_moments(W.ravel(), V.ravel(), np.ascontiguousarray(xs), np.ascontiguousarray(cs),
+                        _teacher_id(teacher), hi, lo)
+        data["mu_plus_mean"] = (("w", "v"), hi.reshape(W.shape))
+        data["mu_minus_mean"] = (("w", "v"), lo.reshape(W.shape))
     if lr is not None:
         data["pi_finite_lr"] = (("w", "v"), attracting_probability(W, V, sigma2, lr, teacher))
         if lyapunov_steps:
@@ -371,5 +398,5 @@ def attracting_map(sigma2: float, lr: float | None = None, n: int = 200,
     data["valley"] = (("w",), valley_curve(w, sigma2))
     inputs = dict(sigma2=sigma2, lr=lr, n=n, w_range=list(w_range), v_range=list(v_range),
                   teacher=teacher, lyapunov_steps=lyapunov_steps,
-                  lyapunov_replicas=lyapunov_replicas, seed=seed)
+                  lyapunov_replicas=lyapunov_replicas, seed=seed, moments=moments)
     return schema.dataset(data, {"w": w, "v": v}, inputs, kind="stability_map")

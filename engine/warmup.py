@@ -17,7 +17,7 @@ def compile_all() -> bool:
     for kw in ({}, {"shared_noise": True}, {"n_data": 8, "batch_size": 3}, {"label_noise": 0.1}):
         fa.run_ensemble(th, 0.1, 1.0, 3, **kw)
         fa.run_ensemble(th[:5], 0.1, 1.0, 3, **kw)
-    stability.attracting_map(1.0, lr=0.1, n=10, lyapunov_steps=10)
+    stability.attracting_map(1.0, lr=0.1, n=10, lyapunov_steps=10, moments=True)
     stability.attracting_probability(0.5, 0.5, 1.0)
     stability.lyapunov(0.5, 0.5, 1.0, 0.1, n_steps=10, n_replicas=2)
     pullback.pullback_cloud(1.0, 3, n_points=600)

@@ -153,3 +153,14 @@ def test_map_dataset_follows_the_schema():
     assert np.all((ds.pi_small_lr >= 0) & (ds.pi_small_lr <= 1))
     with pytest.raises(ValueError, match="sigma2"):
         st.attracting_probability(0.5, 0.5, -1.0)
+
+
+def test_mu_moments_equal_adaptive_quadrature():
+    ds = st.attracting_map(1.0, n=3, moments=True)
+    for i, w in enumerate(ds.w.values):
+        for j, v in enumerate(ds.v.values):
+            dens = lambda x: np.exp(-x * x / 2) / np.sqrt(2 * np.pi)  # noqa: E731
+            hi = integrate.quad(lambda x: st.mu_pm(x, w, v)[1] * dens(x), -12, 12, limit=200)[0]
+            lo = integrate.quad(lambda x: st.mu_pm(x, w, v)[0] * dens(x), -12, 12, limit=200)[0]
+            assert float(ds.mu_plus_mean[i, j]) == pytest.approx(hi, abs=1e-8)
+            assert float(ds.mu_minus_mean[i, j]) == pytest.approx(lo, abs=1e-8)

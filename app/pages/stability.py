@@ -113,7 +113,7 @@ class StabilityPage(Page):
         self._map_progress.visible = True
 
         def work(ctx):
-            small = dict(inputs, lr=None, lyapunov_steps=0)
+            small = dict(inputs, lr=None, lyapunov_steps=0, moments=False)
             ctx.progress(0, 3, "π map")
             get_cache().get_or_compute("stability_map", small, lambda: stability.attracting_map(**small))
             ctx.check()
@@ -228,7 +228,8 @@ class StabilityPage(Page):
                     * hv.Curve([], "w", "v", label="valley C"))
         if var not in data:
             var = "pi_finite_lr"
-        vdims = [v for v in ("pi_small_lr", "pi_finite_lr", "lyapunov", "lyapunov_se") if v in data]
+        vdims = [v for v in ("pi_small_lr", "pi_finite_lr", "lyapunov", "lyapunov_se",
+                             "mu_plus_mean", "mu_minus_mean") if v in data]
         vdims.remove(var)
         vdims.insert(0, var)
         arr = {v: _finite(data[v].values.T) for v in vdims}  # Image wants (v, w)
