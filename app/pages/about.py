@@ -46,6 +46,16 @@ onto it ("noise-induced degeneration").
 * If the loss blows up (η too large), the run pauses and says so.
 * Every parameter is in the URL: copy it to share exactly this run.
 
+## Stability maps & pullback attractors
+
+* Left: the eigenvalues μ±(x) of the 2-D map on M_wv at a point (w, v), with the input
+  density; where μ+ ≤ 0 a sample pulls SGD towards the point (paper 000 Fig. 3 left).
+* Right: π = P[μ+ ≤ 0] over (w, v) ∈ [0, 2]² with the valley curve C (Fig. 3 right), its
+  finite-η version, or the Lyapunov exponent λ of the linearised random map (λ < 0: almost
+  sure contraction). Click to pick the point; the link under it opens the live page there.
+* Below: the pullback cloud of 10⁵ paths driven by one noise realisation (Fig. 4) and the
+  fraction trapped near M_wv.
+
 ## Presets
 """
 

@@ -64,3 +64,16 @@ def test_pullback_cloud_shows_its_trapped_fraction(server, probe):
     frac = float(page.locator("#trapped-fraction").inner_text().rstrip(" %"))
     assert 0 <= frac <= 100
     assert probe.errors == []
+
+
+def test_the_point_opens_in_live_trajectories(server, probe):
+    page = _open(probe, server + "?page=stability&sigma2=0.7&lr=0.05&pullback_points=1000&pullback_time=1000")
+    page.get_by_text("Open in live trajectories").click()
+    page.wait_for_function("() => location.search.includes('page=trajectories') && "
+                           "location.search.includes('n_data=')", timeout=60_000)
+    for q in ("sigma2=0.7", "lr=0.05", "start=point", "w0=0.5", "v0=0.5"):
+        assert q in page.url
+    page.get_by_role("button", name="Step").click()
+    probe.wait_steps(500)
+    assert probe.step_count() == 500
+    assert probe.errors == []
