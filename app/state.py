@@ -34,7 +34,7 @@ class InputParams(param.Parameterized):
         0.1, bounds=(1e-4, 100.0), softbounds=(0.001, 2.0), step=0.001, label="σ² (input variance)",
         doc="Variance of the inputs, x ~ N(0, σ²). Paper 000 contrasts σ² = 0.1 and 1.")
     seed = param.Integer(
-        0, bounds=(0, 2**31 - 1), softbounds=(0, 100), label="seed",
+        0, bounds=(0, 2**31 - 1), softbounds=(0, 100), label="seed", precedence=10,
         doc="Seeds the initial conditions, the dataset and the SGD noise: same seed, same run.")
 
 

@@ -96,9 +96,16 @@ def plane_elements(hist_theta: np.ndarray, ij: tuple[int, int], labels: tuple[st
     ).opts(xlabel=labels[0], ylabel=labels[1])
 
 
-def _paths(steps: np.ndarray, values: np.ndarray) -> list[np.ndarray]:
-    keep = steps > 0  # log axis
-    return [np.column_stack([steps[keep], row[keep]]) for row in values]
+def _lines(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All trajectories as one polyline with NaN breaks (one cheap Bokeh Line, not a
+    MultiLine of many HoloViews paths); step 0 is dropped for the log axis."""
+    keep = steps > 0
+    n, k = values.shape[0], int(keep.sum())
+    x = np.full((n, k + 1), np.nan)
+    y = np.full((n, k + 1), np.nan)
+    x[:, :k] = steps[keep]
+    y[:, :k] = values[:, keep]
+    return x.ravel(), y.ravel()
 
 
 class TrajectoriesPage(Page):
@@ -315,10 +322,10 @@ class TrajectoriesPage(Page):
         train = []
         if data["train_loss"] is not None:
             tl = np.maximum(data["train_loss"], FLOOR)
-            train = [hv.Path(_paths(steps, tl), kdims=["step", "loss"], label="training loss L").opts(
+            train = [hv.Curve(_lines(steps, tl), "step", "loss", label="training loss L").opts(
                 color="#2ca02c", alpha=0.5, framewise=True)]
         layers = [
-            hv.Path(_paths(steps, loss), kdims=["step", "loss"], label="expected loss").opts(
+            hv.Curve(_lines(steps, loss), "step", "loss", label="expected loss").opts(
                 color="#555", alpha=0.35, framewise=True),
             *train,
             hv.Curve((steps[keep], med), "step", "loss", label="median").opts(
@@ -335,9 +342,9 @@ class TrajectoriesPage(Page):
         r = np.maximum(np.abs(th[:, :, 0] - th[:, :, 1]), FLOOR)
         s = np.maximum(np.abs(th[:, :, 2] - th[:, :, 3]), FLOOR)
         layers = [
-            hv.Path(_paths(steps, r), kdims=["step", "distance"], label="|w1 − w2|").opts(
+            hv.Curve(_lines(steps, r), "step", "distance", label="|w1 − w2|").opts(
                 color=W_COLOR, alpha=0.45, framewise=True),
-            hv.Path(_paths(steps, s), kdims=["step", "distance"], label="|v1 − v2|").opts(
+            hv.Curve(_lines(steps, s), "step", "distance", label="|v1 − v2|").opts(
                 color=V_COLOR, alpha=0.45, framewise=True),
             *self._event_lines(data["events"]),
         ]
