@@ -640,6 +640,7 @@ def run_ensemble(theta0, lr, sigma2, n_steps, batch_size=1, label_noise=0.0, tea
     S = _count(batch_size, "batch_size", 1)
     tau = _positive(label_noise, "label_noise", allow_zero=True)
     c4 = _teacher_id(teacher)
+    teacher = "paper000" if c4 else "paper001"  # canonical name ('2tanh' is an alias)
     if n_data is not None:
         n_data = _count(n_data, "n_data", 1)
     k = _count(record_every, "record_every", 1)

@@ -299,3 +299,9 @@ def test_large_batches_are_distinct_and_uniform():
     assert all(len(set(row)) == 9 for row in idx)
     counts = np.bincount(idx.ravel(), minlength=10)
     assert np.all(np.abs(counts - idx.size / 10) < 5 * np.sqrt(idx.size / 10))
+
+
+def test_teacher_alias_gives_the_same_dataset():
+    a = fa.run_ensemble(THETA0, 0.1, 1.0, 20, teacher="2tanh", seed=1)
+    b = fa.run_ensemble(THETA0, 0.1, 1.0, 20, teacher="paper001", seed=1)
+    xr.testing.assert_identical(a, b)
