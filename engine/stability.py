@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import xarray as xr
 from numba import njit, prange
 
 from . import schema
@@ -30,7 +31,7 @@ from .fa import _JIT, _count, _positive, _seed, _teacher, _teacher_id
 from .quadrature import half_gauss_rule
 
 __all__ = ["jacobian", "mu_pm", "attracting_probability", "attracting_map", "valley_curve",
-           "lyapunov", "lyapunov_map"]
+           "lyapunov"]
 
 _S_LYAP = 16  # random-stream tag of the Lyapunov estimates
 _PARALLEL_MIN = 64  # grid points below which the serial kernels run
@@ -364,7 +365,7 @@ def lyapunov(w, v, sigma2: float, lr: float, n_steps: int = 2000, n_replicas: in
 def attracting_map(sigma2: float, lr: float | None = None, n: int = 200,
                    w_range=(0.0, 2.0), v_range=(0.0, 2.0), teacher: str = "paper000",
                    lyapunov_steps: int = 0, lyapunov_replicas: int = 8,
-                   seed: int = 0, moments: bool = False) -> "xr.Dataset":
+                   seed: int = 0, moments: bool = False) -> xr.Dataset:
     """π over an n×n grid of (w, v) cell centres (Fig. 3 right), the valley curve C, and —
     with ``lyapunov_steps`` > 0 and ``lr`` given — the Lyapunov map with its standard error;
     with ``moments`` the means E_x[μ±] (``mu_plus_mean``, ``mu_minus_mean``) by quadrature.

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numpy as np
-
 
 @lru_cache(maxsize=1)
 def compile_all() -> bool:

@@ -6,15 +6,71 @@ from __future__ import annotations
 import html
 
 import panel as pn
+import param
+
+from ..presets import load_presets
+from ..urlstate import apply_values
 
 
 class Page(pn.viewable.Viewer):
-    """Base class of the dashboard's pages (a ``pn.viewable.Viewer``)."""
+    """Base class of the dashboard's pages (a ``pn.viewable.Viewer``).
+
+    A page names the parameters that outside input may set — :meth:`targets`, pairs of a
+    ``param.Parameterized`` and field names — and the base class uses that one list for links
+    (validated, then kept in the URL) and for the presets of ``assets/presets.yaml``.
+    """
+
+    slug = ""  # the page's ?page= value and its section in presets.yaml
+    default_prompt = ""
+    preset = param.String(default="", doc="Id of the preset last applied.")
 
     def __init__(self, query: dict | None = None, **params):
         super().__init__(**params)
         self._notices: list[str] = []
-        self._query = dict(query or {})
+        self._presets = load_presets().get(self.slug, [])
+
+    def targets(self) -> list[tuple[param.Parameterized, tuple[str, ...]]]:
+        """(object, fields) that links and presets may set."""
+        return []
+
+    def apply_values(self, values: dict) -> None:
+        """Validate and set ``values`` on the targets; notices for whatever was changed."""
+        for obj, fields in self.targets():
+            self._notices += apply_values(obj, values, fields)
+
+    def apply_query(self, query: dict) -> None:
+        """A link's values: first its ``preset``, then its explicit parameters."""
+        preset_id = query.get("preset")
+        if isinstance(preset_id, (list, tuple)):
+            preset_id = preset_id[-1] if preset_id else None
+        if preset_id and not self.apply_preset(str(preset_id)):
+            self._notices.append(f"No preset called {str(preset_id)[:40]!r}; using defaults.")
+        self.apply_values(query)
+
+    def apply_preset(self, preset_id: str) -> bool:
+        """Set a preset's parameters (its ``params`` and ``run`` maps); False if unknown."""
+        for p in self._presets:
+            if p["id"] == preset_id:
+                self.apply_values({**p.get("params", {}), **p.get("run", {})})
+                self.preset = preset_id
+                return True
+        return False
+
+    def preset_selector(self, on_change) -> pn.widgets.Select:
+        """A Select of this page's presets, showing the one applied."""
+        options = {"— choose a preset —": ""} | {p["title"]: p["id"] for p in self._presets}
+        select = pn.widgets.Select(name="Preset", options=options,
+                                   value=self.preset if self.preset in options.values() else "")
+        select.param.watch(on_change, "value")
+        return select
+
+    @param.depends("preset")
+    def prompt_markdown(self) -> str:
+        """The applied preset's one-line prompt, or the page's default instruction."""
+        for p in self._presets:
+            if p["id"] == self.preset:
+                return f"**{p['title']}** — {p['prompt']}"
+        return self.default_prompt
 
     def add_notice(self, text: str) -> None:
         """Show a plain-sentence notice (e.g. a clamped URL value) at the top of the page."""
@@ -39,6 +95,8 @@ class Page(pn.viewable.Viewer):
 
     def bind_url(self) -> None:
         """Keep the page's parameters in the URL (after they were validated)."""
+        sync_to_url(self.targets(), extra={"page": self.slug},
+                    on_error=lambda bad: self.add_notice(f"Ignored link values: {bad}"))
 
     def cleanup(self) -> None:
         """Stop timers and drop in-flight work."""

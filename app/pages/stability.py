@@ -25,10 +25,8 @@ from engine import fa, pullback, stability
 
 from ..cache import get_cache
 from ..jobs import JobSlot, session_scheduler
-from ..presets import load_presets
 from ..state import StabilityParams
-from ..urlstate import apply_values
-from .base import Page, sync_to_url
+from .base import Page
 
 SLUG = "stability"
 TITLE = "Stability maps & pullback attractors"
@@ -58,15 +56,17 @@ def _finite(a):
 class StabilityPage(Page):
     """μ± against x, the π / Lyapunov map over M_wv, and pullback clouds."""
 
+    slug = SLUG
+    default_prompt = ("Click the map to pick a point (w, v) of the degenerate subspace M_wv; the "
+                      "left plot shows for which inputs x it attracts (μ+ ≤ 0). Pick a preset to "
+                      "reproduce Figs. 3 and 4 of paper 000.")
     state = param.ClassSelector(class_=StabilityParams)
-    preset = param.String(default="")
 
     def __init__(self, query: dict | None = None, **params):
         params.setdefault("state", StabilityParams())
         super().__init__(query=query, **params)
-        self._presets = load_presets().get(SLUG, [])
         if query:
-            self._apply_query(query)
+            self.apply_query(query)
         schedule = session_scheduler(pn.state.curdoc)
         self._map_job = JobSlot(schedule, self._on_map_progress)
         self._cloud_job = JobSlot(schedule, self._on_cloud_progress)
@@ -83,23 +83,8 @@ class StabilityPage(Page):
         self._request_cloud()
 
     # -- outside input -----------------------------------------------------------------------
-    def _apply_query(self, query):
-        preset_id = query.get("preset")
-        if preset_id and not self.apply_preset(str(preset_id)):
-            self._notices.append(f"No preset called {str(preset_id)[:40]!r}.")
-        self._notices += apply_values(self.state, query, FIELDS)
-
-    def apply_preset(self, preset_id: str) -> bool:
-        for p in self._presets:
-            if p["id"] == preset_id:
-                self._notices += apply_values(self.state, p.get("params", {}), FIELDS)
-                self.preset = preset_id
-                return True
-        return False
-
-    def bind_url(self) -> None:
-        sync_to_url([(self.state, FIELDS)], extra={"page": SLUG},
-                    on_error=lambda bad: self.add_notice(f"Ignored link values: {bad}"))
+    def targets(self):
+        return [(self.state, FIELDS)]
 
     def cleanup(self) -> None:
         self._map_job.close()
@@ -306,10 +291,7 @@ class StabilityPage(Page):
         self._cancel_btn.on_click(self._on_cancel)
         self._trapped = pn.pane.HTML("")
         self._alert = pn.pane.Alert("", alert_type="warning", visible=False)
-        options = {"— choose a preset —": ""} | {p["title"]: p["id"] for p in self._presets}
-        self._preset_select = pn.widgets.Select(
-            name="Preset", options=options, value=self.preset if self.preset in options.values() else "")
-        self._preset_select.param.watch(self._on_preset, "value")
+        self._preset_select = self.preset_selector(self._on_preset)
         slider = {"type": pn.widgets.EditableFloatSlider, "throttled": True}
         self._widgets = pn.Param(
             s, parameters=["sigma2", "lr", "color_by", "resolution"], show_name=False,
@@ -337,15 +319,6 @@ class StabilityPage(Page):
         self._alert.object = self.notices_markdown()
         self._alert.visible = bool(self._notices)
 
-    @param.depends("preset")
-    def _prompt(self):
-        for p in self._presets:
-            if p["id"] == self.preset:
-                return f"**{p['title']}** — {p['prompt']}"
-        return ("Click the map to pick a point (w, v) of the degenerate subspace M_wv; the left "
-                "plot shows for which inputs x it attracts (μ+ ≤ 0). Pick a preset to reproduce "
-                "Figs. 3 and 4 of paper 000.")
-
     @property
     def sidebar(self):
         return pn.Column(self._preset_select, pn.pane.Markdown("#### Maps"), self._widgets,
@@ -355,7 +328,7 @@ class StabilityPage(Page):
 
     def __panel__(self):
         return pn.Column(
-            pn.pane.Markdown(self._prompt, sizing_mode="stretch_width"),
+            pn.pane.Markdown(self.prompt_markdown, sizing_mode="stretch_width"),
             self._alert,
             pn.Row(self._map_progress, self._map_status),
             pn.Row(self._mu_pane, self._map_pane,

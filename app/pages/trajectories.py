@@ -20,10 +20,8 @@ from holoviews.streams import Pipe
 
 from engine import fa
 
-from ..presets import load_presets
 from ..state import LIVE_PARAMS, RESTART_PARAMS, EnsembleParams, TrajectoryRun
-from ..urlstate import apply_values
-from .base import Page, sync_to_url
+from .base import Page
 
 log = logging.getLogger(__name__)
 TITLE = "Live trajectories"
@@ -111,8 +109,10 @@ def _lines(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarra
 class TrajectoriesPage(Page):
     """Play, pause, single-step and reset an ensemble of SGD runs and watch it live."""
 
+    slug = SLUG
+    default_prompt = ("Press **Play** to run SGD; move η or τ while it runs (the change is "
+                      "marked), or pick a preset for a guided experiment.")
     run = param.ClassSelector(class_=TrajectoryRun)
-    preset = param.String(default="", doc="Id of the preset last applied.")
 
     def __init__(self, query: dict | None = None, **params):
         params.setdefault("run", TrajectoryRun(model=EnsembleParams()))
@@ -121,41 +121,20 @@ class TrajectoriesPage(Page):
         self._task: asyncio.Task | None = None
         self._callback = None
         self._doc = pn.state.curdoc
-        self._presets = load_presets()["trajectories"]
         if query:
-            self._apply_query(query)
+            self.apply_query(query)
         self.run.model.param.watch(self._stale, list(LIVE_PARAMS + RESTART_PARAMS))
         self.run.param.watch(self._on_frame_ms, "frame_ms")
         self._pipe = Pipe(data=self._snapshot())
         self._build()
 
     # -- outside input -----------------------------------------------------------------------
-    def _apply_query(self, query: dict) -> None:
-        preset_id = query.get("preset")
-        if isinstance(preset_id, (list, tuple)):
-            preset_id = preset_id[-1] if preset_id else None
-        if preset_id:
-            if not self.apply_preset(str(preset_id)):
-                self._notices.append(f"No preset called {str(preset_id)[:40]!r}; using defaults.")
-        self._notices += apply_values(self.run.model, query, MODEL_FIELDS + START_FIELDS)
-        self._notices += apply_values(self.run, query, RUN_FIELDS)
+    def targets(self):
+        return [(self.run.model, MODEL_FIELDS + START_FIELDS), (self.run, RUN_FIELDS)]
+
+    def apply_query(self, query: dict) -> None:
+        super().apply_query(query)
         self.run.reset()  # a fresh start with the link's values, without "restarted" notices
-
-    def apply_preset(self, preset_id: str) -> bool:
-        """Set the parameters of a preset from ``assets/presets.yaml``; False if unknown."""
-        for p in self._presets:
-            if p["id"] == preset_id:
-                notices = apply_values(self.run.model, p.get("params", {}), MODEL_FIELDS + START_FIELDS)
-                notices += apply_values(self.run, p.get("run", {}), RUN_FIELDS)
-                self.preset = preset_id
-                self._notices += notices
-                return True
-        return False
-
-    def bind_url(self) -> None:
-        sync_to_url([(self.run.model, MODEL_FIELDS + START_FIELDS), (self.run, RUN_FIELDS)],
-                    extra={"page": SLUG},
-                    on_error=lambda bad: self.add_notice(f"Ignored link values: {bad}"))
 
     # -- running -----------------------------------------------------------------------------
     def _stale(self, *events) -> None:
@@ -399,11 +378,8 @@ class TrajectoriesPage(Page):
         self._counter = pn.pane.HTML(self._counter_html(), margin=(0, 10))
         self._events = pn.pane.Markdown(self._events_md())
         self._alert = pn.pane.Alert("", alert_type="info", visible=False)
-        options = {"— choose a preset —": ""} | {p["title"]: p["id"] for p in self._presets}
-        self._preset_select = pn.widgets.Select(
-            name="Preset", options=options, value=self.preset if self.preset in options.values() else "")
-        self._preset_select.param.watch(self._on_preset, "value")
-        self._prompt = pn.pane.Markdown(self._prompt_md, sizing_mode="stretch_width")
+        self._preset_select = self.preset_selector(self._on_preset)
+        self._prompt = pn.pane.Markdown(self.prompt_markdown, sizing_mode="stretch_width")
         slider = {"type": pn.widgets.EditableFloatSlider, "throttled": True}
         self._model_widgets = pn.Param(
             self.run.model, parameters=list(MODEL_FIELDS), show_name=False,
@@ -421,14 +397,6 @@ class TrajectoriesPage(Page):
                                      widgets={"steps_per_frame": {"type": pn.widgets.EditableIntSlider},
                                               "frame_ms": {"type": pn.widgets.IntSlider}})
         self._sync_alert()
-
-    @param.depends("preset")
-    def _prompt_md(self):
-        for p in self._presets:
-            if p["id"] == self.preset:
-                return f"**{p['title']}** — {p['prompt']}"
-        return ("Press **Play** to run SGD; move η or τ while it runs (the change is marked), "
-                "or pick a preset for a guided experiment.")
 
     @property
     def sidebar(self) -> pn.viewable.Viewable:

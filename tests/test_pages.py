@@ -1,0 +1,74 @@
+"""Pages built headlessly (no server): presets, links, notices, background jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import holoviews as hv
+import numpy as np
+import pytest
+
+from app.pages.stability import StabilityPage
+from app.pages.trajectories import TrajectoriesPage
+
+hv.extension("bokeh")
+
+
+def _wait(cond, timeout=60.0):
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def test_trajectories_page_applies_preset_then_link_values():
+    page = TrajectoriesPage(query={"preset": "p000-s1", "lr": "0.05", "seed": "-4"})
+    m = page.run.model
+    assert page.preset == "p000-s1" and m.sigma2 == 1.0 and m.lr == 0.05 and m.seed == 0
+    assert any("seed" in n for n in page._notices)
+    assert page.prompt_markdown().startswith("**paper 000, σ² = 1.0")
+    assert asyncio.run(page.step_once()) and page.run.step == 500
+
+
+def test_notices_quote_links_as_text_not_html():
+    page = TrajectoriesPage(query={"teacher": "<script>alert(1)</script>", "preset": "<b>x</b>"})
+    md = page.notices_markdown()
+    assert "<script>" not in md and "&lt;script&gt;" in md and "<b>" not in md
+
+
+def test_unknown_preset_is_reported():
+    page = TrajectoriesPage(query={"preset": "nope"})
+    assert page.preset == "" and any("No preset" in n for n in page._notices)
+
+
+def test_stability_page_computes_in_the_background_and_follows_sigma2():
+    page = StabilityPage(query={"resolution": "30", "pullback_points": "1000",
+                                "pullback_time": "1000", "sigma2": "1"})
+    try:
+        _wait(lambda: page._map_ds is not None and page._cloud_ds is not None)
+        strong = float(page._map_ds.pi_small_lr.sum())
+        assert page._map_ds.sizes == {"w": 30, "v": 30}
+        assert "lyapunov" in page._map_ds and "mu_plus_mean" in page._map_ds
+        assert "paths trapped" in page._trapped.object
+        first = page._map_ds
+        page.state.sigma2 = 0.1
+        _wait(lambda: page._map_ds is not first and page._map_ds.attrs["sigma2"] == 0.1)
+        assert float(page._map_ds.pi_small_lr.sum()) < 0.5 * strong  # Fig. 3 right
+        page.state.param.update(w0=1.5, v0=0.2)
+        assert "(w, v) = (1.500, 0.200)" in page._point_md.object
+    finally:
+        page.cleanup()
+
+
+def test_cancelling_the_cloud_drops_its_result():
+    page = StabilityPage(query={"resolution": "10", "pullback_points": "100000",
+                                "pullback_time": "100000"})
+    try:
+        time.sleep(0.5)
+        page._on_cancel(None)
+        time.sleep(2.0)
+        assert page._cloud_ds is None and "Cancelled" in page._cloud_status.object
+    finally:
+        page.cleanup()
