@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import holoviews as hv
-import numpy as np
-import pytest
-
 from app.pages.stability import StabilityPage
 from app.pages.trajectories import TrajectoriesPage
 
 hv.extension("bokeh")
+
+
+def _run(coro):
+    """asyncio.run in a fresh thread: Playwright's sync API (browser tests, same process) keeps
+    an event loop running in the main thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def _wait(cond, timeout=60.0):
@@ -29,7 +34,7 @@ def test_trajectories_page_applies_preset_then_link_values():
     assert page.preset == "p000-s1" and m.sigma2 == 1.0 and m.lr == 0.05 and m.seed == 0
     assert any("seed" in n for n in page._notices)
     assert page.prompt_markdown().startswith("**paper 000, σ² = 1.0")
-    assert asyncio.run(page.step_once()) and page.run.step == 500
+    assert _run(page.step_once()) and page.run.step == 500
 
 
 def test_notices_quote_links_as_text_not_html():
