@@ -25,6 +25,8 @@ DIMS: dict[str, tuple[str, str]] = {
     "v": ("v = v1 = v2 on M_wv", "1"),
     "x": ("input x", "1"),
     "pullback_time": ("pullback time τ_pb", "steps"),
+    "lr": ("η (λ in paper 002)", "1"),
+    "mu": ("μ, signal fraction of the labels", "1"),
 }
 
 #: variables → (long_name, units)
@@ -51,6 +53,16 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "cloud": ("pullback cloud θ(0) of paths started at −τ_pb", "1"),
     "distance": ("distance to M_wv, √(r² + s²) with r = (w1 − w2)/2, s = (v1 − v2)/2", "1"),
     "trapped_fraction": ("fraction of paths within the distance threshold of M_wv", "1"),
+    "lyap_minus": ("Λ− = E log|1 − ηχ| (w − u)", "1/step"),
+    "lyap_plus": ("Λ+ = E log|1 + ηχ| (w + u)", "1/step"),
+    "lyap_minus_se": ("uncertainty of Λ− (quadrature or Monte Carlo)", "1/step"),
+    "lyap_plus_se": ("uncertainty of Λ+ (quadrature or Monte Carlo)", "1/step"),
+    "l2_stable": ("E[(1 − ηχ)²] < 1 (mean-square stability of w − u)", "1"),
+    "phase": ("phase of paper 002 Fig. 2: Ia, Ib, II, III, IV", "1"),
+    "log_m": ("log|m_t/m_0|, m = w − u", "1"),
+    "log_h": ("log|h_t/h_0|, h = w + u", "1"),
+    "exp_minus": ("(1/T) log|m_T/m_0| (empirical Λ−)", "1/step"),
+    "exp_plus": ("(1/T) log|h_T/h_0| (empirical Λ+)", "1/step"),
 }
 
 #: the reasons coded in ``exit_reason``

@@ -9,7 +9,7 @@ from functools import lru_cache
 @lru_cache(maxsize=1)
 def compile_all() -> bool:
     """Run a tiny instance of each public computation (idempotent, cheap after the first call)."""
-    from . import fa, pullback, stability
+    from . import fa, pullback, saddle, stability
 
     th = fa.uniform_initial(600, 1.0, 0)  # ≥ 2 blocks: the parallel kernels too
     for kw in ({}, {"shared_noise": True}, {"n_data": 8, "batch_size": 3}, {"label_noise": 0.1}):
@@ -20,6 +20,8 @@ def compile_all() -> bool:
     stability.lyapunov(0.5, 0.5, 1.0, 0.1, n_steps=10, n_replicas=2)
     pullback.pullback_cloud(1.0, 3, n_points=600)
     fa.batch_indices(10, 3, 2)
+    for kw in ({}, {"n_data": 5}, {"n_data": 5, "batch_size": 2, "n_batches": 10}):
+        saddle.lyapunov_exponents([0.1, 1.0], [0.2, 0.5], **kw)
     return True
 
 
