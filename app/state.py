@@ -324,5 +324,40 @@ class StabilityParams(InputParams):
                     n_points=self.pullback_points, seed=self.seed)
 
 
+class PhaseParams(param.Parameterized):
+    """The phase-diagram page of Proposition 1 (paper 002, Figs. 2, 8, 9)."""
+
+    batch_size = param.Integer(
+        1, bounds=(1, 1024), softbounds=(1, 64), label="S (batch size)",
+        doc="Samples per SGD step in the λ–μ map (paper 002 writes S).")
+    n_data = param.Selector(
+        default=0, objects={"∞ (fresh batches)": 0, **{str(n): n for n in (3, 4, 8, 10, 24, 100, 1000)}},
+        label="N (dataset size)",
+        doc="∞: every batch is fresh. A number: one dataset drawn from the seed (Fig. 8).")
+    seed = param.Integer(0, bounds=(0, 2**31 - 1), softbounds=(0, 100), label="seed",
+                         doc="Seeds the finite dataset and the Monte Carlo batches.")
+    mu_for_s = param.Number(0.06, bounds=(0.0, 1.0), step=0.01, label="μ (λ–S map)",
+                            doc="Signal fraction of the labels for the λ–S map (Fig. 9 right: 0.06).")
+    resolution = param.Integer(128, bounds=(16, 256), softbounds=(32, 256), label="map resolution",
+                               doc="Grid points per axis of the λ–μ map.")
+    log_lr_range = param.Range((-2.0, 1.0), bounds=(-4.0, 2.0), label="log₁₀ η range",
+                               doc="The η (λ) axis of the maps, in decades; box-zoom sets it.")
+    mu_range = param.Range((0.0, 1.0), bounds=(0.0, 1.0), label="μ range",
+                           doc="The μ axis of the λ–μ map; box-zoom sets it.")
+    lr = param.Number(0.5, bounds=(1e-4, 100.0), label="η (clicked)",
+                      doc="η of the cell whose saddle SGD is simulated.")
+    mu = param.Number(0.5, bounds=(0.0, 1.0), label="μ (clicked)",
+                      doc="μ of the cell whose saddle SGD is simulated.")
+
+    def grid(self) -> tuple[np.ndarray, np.ndarray]:
+        """Cell centres: η log-spaced over ``log_lr_range``, μ linear over ``mu_range``."""
+        n = self.resolution
+        lo, hi = self.log_lr_range
+        lr = 10.0 ** (lo + (np.arange(n) + 0.5) * (hi - lo) / n)
+        m0, m1 = self.mu_range
+        mu = m0 + (np.arange(n) + 0.5) * (m1 - m0) / n
+        return lr, mu
+
+
 def m_has_dataset(model: ModelParams) -> bool:
     return bool(model.n_data)

@@ -37,6 +37,19 @@ def coerce(obj: param.Parameterized, name: str, raw: Any) -> tuple[Any, str | No
             nearest = min(numeric, key=lambda v: abs(v - x))
             return nearest, f"{label}: {raw!s} is not offered; using the nearest, {nearest}."
         return current, f"{label}: {str(raw)[:40]!r} is not one of the choices; kept {current}."
+    if isinstance(p, param.Range):
+        try:
+            vals = raw.split(",") if isinstance(raw, str) else list(raw)
+            lo, hi = (float(str(v).strip(" ()[]")) for v in vals)
+        except (TypeError, ValueError):
+            return current, f"{label}: {str(raw)[:40]!r} is not a range 'a,b'; kept {current}."
+        blo, bhi = p.bounds or (None, None)
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
+            return current, f"{label}: {str(raw)[:40]!r} is not an increasing range; kept {current}."
+        clamped = (max(lo, blo) if blo is not None else lo, min(hi, bhi) if bhi is not None else hi)
+        if clamped[0] >= clamped[1]:
+            return current, f"{label}: {str(raw)[:40]!r} is outside the allowed range; kept {current}."
+        return clamped, (None if clamped == (lo, hi) else f"{label}: clamped to {clamped}.")
     if isinstance(p, param.Boolean):
         text = str(raw).strip().lower()
         if text in ("true", "1", "yes", "on"):
@@ -82,8 +95,8 @@ def apply_values(obj: param.Parameterized, values: Mapping[str, Any],
         if name not in values:
             continue
         raw = values[name]
-        if isinstance(raw, (list, tuple)):
-            raw = raw[-1] if raw else ""
+        if isinstance(raw, (list, tuple)) and not isinstance(obj.param[name], param.Range):
+            raw = raw[-1] if raw else ""  # a repeated query key: the last one wins
         if isinstance(raw, bytes):
             raw = raw.decode("utf-8", "replace")
         value, notice = coerce(obj, name, raw)

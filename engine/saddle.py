@@ -38,9 +38,11 @@ from scipy import special
 
 from . import schema
 from ._parallel import PARALLEL_LOCK
+from ._vecmath import normal_pair
 from .fa import _JIT, _count, _positive, _seed
 
-__all__ = ["lyapunov_exponents", "log_abs_normal_mean", "phase_label", "simulate_saddle", "PHASES"]
+__all__ = ["lyapunov_exponents", "log_abs_normal_mean", "phase_label", "simulate_saddle",
+           "random_product_lyapunov", "PHASES"]
 
 PHASES = ("Ia", "Ib", "II", "III", "IV")
 _M_MAX = 20.0
@@ -380,3 +382,57 @@ def simulate_saddle(lr: float, mu: float, batch_size: int = 1, n_data=None, n_ru
                   seed=int(seed))
     return schema.dataset(data, {"trajectory": np.arange(R), "step": steps}, inputs,
                           kind="saddle_simulation")
+
+
+@njit(parallel=True, **_JIT)
+def _product_kernel(lr, keys, max_steps, out):
+    """(1/t) log‖θ_t‖ for θ ← (I − λĤ_t)θ, Ĥ = diag(0.1, −0.1) + M + Mᵀ (paper 002 eq. 4,
+    App. A.2), stopped at ‖θ‖ > 1e100, ‖θ‖ < 1e−140 or t = max_steps."""
+    R = keys.size
+    for ij in prange(lr.size * R):
+        i = ij // R
+        r = ij % R
+        key = keys[r]
+        lam = lr[i]
+        z0, z1 = normal_pair(key, 0)
+        ang = math.atan2(z1, z0)  # initial state on the unit circle
+        t1, t2 = math.cos(ang), math.sin(ang)
+        logn = 0.0
+        t = 0
+        while t < max_steps:
+            a, b = normal_pair(key, 1 + 2 * t)
+            c, d = normal_pair(key, 2 + 2 * t)
+            h11 = 0.1 + 2.0 * a
+            h22 = -0.1 + 2.0 * d
+            h12 = b + c
+            n1 = t1 - lam * (h11 * t1 + h12 * t2)
+            n2 = t2 - lam * (h12 * t1 + h22 * t2)
+            nrm = math.sqrt(n1 * n1 + n2 * n2)
+            t += 1
+            if nrm == 0.0:
+                logn = -np.inf
+                break
+            logn += math.log(nrm)
+            t1, t2 = n1 / nrm, n2 / nrm
+            if logn > 100.0 * math.log(10.0) or logn < -140.0 * math.log(10.0):
+                break
+        out[i, r] = logn / t
+
+
+def random_product_lyapunov(lr, n_runs: int = 800, max_steps: int = 5000, seed: int = 0) -> xr.Dataset:
+    """Fig. 2 right of paper 002: the Lyapunov exponent of θ ← (I − λĤ)θ against λ = ``lr``,
+    mean and standard error over ``n_runs`` runs (App. A.2)."""
+    from ._vecmath import stream_key
+
+    lr = np.atleast_1d(np.asarray(lr, dtype=float))
+    if lr.ndim != 1 or not (np.all(np.isfinite(lr)) and np.all(lr > 0)):
+        raise ValueError("lr must be finite, > 0 and 1-D.")
+    R = _count(n_runs, "n_runs", 2)
+    keys = np.array([stream_key(_seed(seed), 21, r) for r in range(R)], dtype=np.uint64)
+    out = np.empty((lr.size, R))
+    with PARALLEL_LOCK:
+        _product_kernel(lr, keys, _count(max_steps, "max_steps", 1), out)
+    data = {"lyapunov": (("lr",), out.mean(axis=1)),
+            "lyapunov_se": (("lr",), out.std(axis=1, ddof=1) / math.sqrt(R))}
+    inputs = dict(n_runs=R, max_steps=max_steps, seed=int(seed), model="random_matrix_product")
+    return schema.dataset(data, {"lr": lr}, inputs, kind="random_product_lyapunov")

@@ -124,3 +124,27 @@ def test_bad_input():
         sd.lyapunov_exponents(-0.1, 0.5)
     with pytest.raises(ValueError, match="cannot exceed"):
         sd.lyapunov_exponents(0.1, 0.5, batch_size=5, n_data=3)
+
+
+def test_random_product_equals_plain_numpy_and_changes_sign():
+    """Fig. 2 right of paper 002: θ ← (I − λĤ)θ, Ĥ = diag(0.1, −0.1) + M + Mᵀ (App. A.2)."""
+    from engine._vecmath import normals, stream_key
+
+    lam, T = 0.3, 50
+    ds = sd.random_product_lyapunov([lam], n_runs=3, max_steps=T, seed=4)
+    ref = []
+    for r in range(3):
+        z = normals(stream_key(4, 21, r), 0, 2 + 4 * T)
+        th = np.array([np.cos(np.arctan2(z[1], z[0])), np.sin(np.arctan2(z[1], z[0]))])
+        logn = 0.0
+        for t in range(T):
+            a, b, c, d = z[2 + 4 * t: 6 + 4 * t]
+            H = np.array([[0.1 + 2 * a, b + c], [b + c, -0.1 + 2 * d]])
+            th = th - lam * H @ th
+            logn += np.log(np.linalg.norm(th))
+            th /= np.linalg.norm(th)
+        ref.append(logn / T)
+    assert float(ds.lyapunov[0]) == pytest.approx(np.mean(ref), rel=1e-10)
+    curve = sd.random_product_lyapunov([0.001, 0.2, 1.0], n_runs=400, max_steps=3000)
+    lyap, se = curve.lyapunov.values, curve.lyapunov_se.values
+    assert lyap[0] > 3 * se[0] and lyap[1] < -3 * se[1] and lyap[2] > 3 * se[2]

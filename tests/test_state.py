@@ -148,3 +148,13 @@ def test_sessions_do_not_share_state():
     a.model.lr = 0.3
     a.advance()
     assert b.model.lr == 0.1 and b.step == 0
+
+
+def test_ranges_from_links_are_parsed_and_clamped():
+    from app.state import PhaseParams
+
+    p = PhaseParams()
+    assert apply_values(p, {"log_lr_range": "-3,1.5"}, ["log_lr_range"]) == []
+    assert p.log_lr_range == (-3.0, 1.5)
+    notices = apply_values(p, {"mu_range": [-1, 0.5], "log_lr_range": "2,1"}, ["mu_range", "log_lr_range"])
+    assert p.mu_range == (0.0, 0.5) and p.log_lr_range == (-3.0, 1.5) and len(notices) == 2

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from .about import AboutPage
+from .phases import PhasesPage
 from .stability import StabilityPage
 from .trajectories import TrajectoriesPage
 
 PAGES = {
     "trajectories": ("Live trajectories", TrajectoriesPage),
     "stability": ("Stability maps & pullback", StabilityPage),
+    "phases": ("Phase diagrams (paper 002)", PhasesPage),
     "about": ("About SGD Atlas", AboutPage),
 }
 DEFAULT_PAGE = "trajectories"

@@ -56,6 +56,13 @@ onto it ("noise-induced degeneration").
 * Below: the pullback cloud of 10⁵ paths driven by one noise realisation (Fig. 4) and the
   fraction trapped near M_wv.
 
+## Phase diagrams (paper 002)
+
+* The λ–μ and λ–S maps colour each (η, μ) or (η, S) by the phase of Proposition 1, from the
+  Lyapunov exponents Λ± of w ∓ u at the saddle; hover for the values with their errors.
+* Click a cell to simulate SGD there and compare the empirical verdict with the theory;
+  box-zoom to recompute a region at higher resolution.
+
 ## Presets
 """
 

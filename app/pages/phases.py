@@ -1,0 +1,308 @@
+"""Phase diagrams of SGD at a Type-II saddle: Proposition 1 of paper 002 (Figs. 2, 8, 9).
+
+λ–μ map (S, N, seed) and λ–S map (μ) of the phases Ia, Ib, II, III, IV from Λ± (with their
+uncertainty on hover), the Λ = 0 boundaries and the L2 boundary; clicking a cell simulates the
+saddle SGD there and sets the empirical verdict beside the theoretical one; box-zoom recomputes
+the visible region; the Lyapunov exponent of a 2-D random matrix product against η (Fig. 2
+right). Computations run in the background through the shared cache.
+"""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+import param
+from holoviews.streams import RangeXY, Tap
+
+from engine import saddle
+
+from ..cache import get_cache
+from ..jobs import JobSlot, session_scheduler
+from ..state import PhaseParams
+from ..urlstate import apply_values
+from .base import Page
+
+SLUG = "phases"
+TITLE = "Phase diagrams (paper 002)"
+FIELDS = ("batch_size", "n_data", "seed", "mu_for_s", "resolution", "lr", "mu")
+RANGES = ("log_lr_range", "mu_range")  # set by presets and box-zoom, not kept in the URL
+PHASE_COLORS = {"Ia": "#2ca02c", "Ib": "#98df8a", "II": "#ff7f0e", "III": "#1f77b4", "IV": "#d62728"}
+PHASE_CODE = {p: i for i, p in enumerate(saddle.PHASES)}
+S_VALUES = np.unique(np.round(np.geomspace(1, 64, 24)).astype(int))
+MEANING = {"Ia": "correct learning, also stable in mean square",
+           "Ib": "correct learning in probability, not in mean square",
+           "II": "stable but incorrect learning", "III": "collapse to the saddle (low rank)",
+           "IV": "completely unstable"}
+
+
+def _codes(phase: np.ndarray) -> np.ndarray:
+    out = np.zeros(phase.shape)
+    for p, c in PHASE_CODE.items():
+        out[phase == p] = c
+    return out
+
+
+class PhasesPage(Page):
+    """λ–μ and λ–S phase diagrams, the saddle simulation at a clicked cell, Fig. 2 right."""
+
+    slug = SLUG
+    default_prompt = ("Colours are the phases of Proposition 1: green = w − u → 0 (learning), "
+                      "blue = collapse to the saddle, orange = incorrect learning, red = unstable. "
+                      "Hover for Λ± ± error; click a cell to simulate SGD there; box-zoom to "
+                      "recompute at higher resolution.")
+    state = param.ClassSelector(class_=PhaseParams)
+
+    def __init__(self, query: dict | None = None, **params):
+        params.setdefault("state", PhaseParams())
+        super().__init__(query=query, **params)
+        if query:
+            self.apply_query(query)
+        schedule = session_scheduler(pn.state.curdoc)
+        self._map_job = JobSlot(schedule, self._progress)
+        self._s_job = JobSlot(schedule)
+        self._fig2_job = JobSlot(schedule)
+        self._build()
+        s = self.state
+        s.param.watch(lambda *e: self._request_map(),
+                      ["batch_size", "n_data", "seed", "resolution", "log_lr_range", "mu_range"])
+        s.param.watch(lambda *e: self._request_s_map(), ["mu_for_s", "log_lr_range"])
+        s.param.watch(lambda *e: self._simulate(), ["lr", "mu", "batch_size", "n_data", "seed"])
+        self._request_map()
+        self._request_s_map()
+        self._request_fig2()
+        self._simulate()
+
+    def targets(self):
+        return [(self.state, FIELDS)]
+
+    def apply_values(self, values: dict) -> None:
+        super().apply_values(values)
+        self._notices += apply_values(self.state, values, RANGES)
+
+    def cleanup(self) -> None:
+        for job in (self._map_job, self._s_job, self._fig2_job):
+            job.close()
+
+    # -- computations ------------------------------------------------------------------------
+    def _map_inputs(self) -> dict:
+        s = self.state
+        lr, mu = s.grid()
+        return dict(lr=lr, mu=mu, batch_size=s.batch_size, n_data=s.n_data or None, seed=s.seed)
+
+    def _request_map(self):
+        inputs = self._map_inputs()
+        self._status.object = "computing the λ–μ map…"
+        self._bar.visible = True
+        self._map_job.submit(
+            lambda ctx: get_cache().get_or_compute(
+                "saddle_lyapunov", inputs, lambda: saddle.lyapunov_exponents(**inputs)),
+            self._on_map, self._on_error)
+
+    def _request_s_map(self):
+        s = self.state
+        lo, hi = s.log_lr_range
+        lr = 10.0 ** np.linspace(lo, hi, 96)
+        mu = float(s.mu_for_s)
+
+        def work(ctx):
+            cols = []
+            for S in S_VALUES:
+                ctx.check()
+                inputs = dict(lr=lr, mu=mu, batch_size=int(S))
+                cols.append(get_cache().get_or_compute(
+                    "saddle_lyapunov", inputs, lambda: saddle.lyapunov_exponents(**inputs)))
+            return lr, cols
+
+        self._s_job.submit(work, self._on_s_map, self._on_error)
+
+    def _request_fig2(self):
+        inputs = dict(lr=np.geomspace(1e-3, 1.0, 30), n_runs=800, max_steps=5000, seed=0)
+        self._fig2_job.submit(
+            lambda ctx: get_cache().get_or_compute(
+                "random_product_lyapunov", inputs, lambda: saddle.random_product_lyapunov(**inputs)),
+            self._on_fig2, self._on_error)
+
+    def _progress(self, done, total, text):
+        pass
+
+    def _on_error(self, exc):
+        self._bar.visible = False
+        self.add_notice("A computation failed; change a parameter to retry.")
+
+    # -- drawing -----------------------------------------------------------------------------
+    def _on_map(self, ds):
+        self._bar.visible = False
+        self._status.object = ""
+        self._map_ds = ds
+        self._map_pane.object = self._map_plot(ds)
+
+    def _map_plot(self, ds):
+        x = np.log10(ds.lr.values)
+        y = ds.mu.values
+        vd = {
+            "phase_code": _codes(ds.phase.values).T,
+            "lyap_minus": ds.lyap_minus.values.T, "lyap_minus_se": ds.lyap_minus_se.values.T,
+            "lyap_plus": ds.lyap_plus.values.T, "lyap_plus_se": ds.lyap_plus_se.values.T,
+        }
+        vd = {k: np.where(np.isfinite(v), v, np.nan) for k, v in vd.items()}
+        img = hv.Image((x, y, *vd.values()), kdims=["log10 η", "μ"], vdims=list(vd)).opts(
+            cmap=list(PHASE_COLORS.values()), clim=(-0.5, 4.5), color_levels=5, colorbar=False,
+            tools=["hover"], responsive=True, min_height=380,
+            title=f"λ–μ phase diagram (S = {ds.attrs['batch_size']}, N = "
+                  f"{'∞' if ds.attrs['n_data'] == 'none' else ds.attrs['n_data']})")
+        lm = hv.Image((x, y, vd["lyap_minus"]), kdims=["log10 η", "μ"])
+        lp = hv.Image((x, y, vd["lyap_plus"]), kdims=["log10 η", "μ"])
+        layers = [img,
+                  hv.operation.contours(lm, levels=[0.0]).opts(color="black", line_width=1.5),
+                  hv.operation.contours(lp, levels=[0.0]).opts(color="white", line_width=1.5,
+                                                              line_dash="dashed")]
+        if ds.attrs["n_data"] == "none":  # L2 boundary η = 2E[χ]/E[χ²]
+            S = ds.attrs["batch_size"]
+            mu = np.linspace(max(y[0], 1e-3), y[-1], 200)
+            edge = 2 * mu / (mu**2 + (2 * mu**2 + 4 * (1 - mu) ** 2) / S)
+            layers.append(hv.Curve((np.log10(edge), mu), "log10 η", "μ", label="L2 boundary").opts(
+                color="#9467bd", line_width=2, line_dash="dotted"))
+        self._tap = Tap(source=img)
+        self._tap.add_subscriber(self._on_tap)
+        self._range = RangeXY(source=img)
+        self._range.add_subscriber(self._on_range)
+        marker = hv.Points([(np.log10(self.state.lr), self.state.mu)], ["log10 η", "μ"]).opts(
+            color="black", marker="x", size=14, line_width=3)
+        return hv.Overlay(layers + [marker]).opts(
+            xlim=(x[0] - 0.5 * (x[1] - x[0]), x[-1] + 0.5 * (x[1] - x[0])),
+            ylim=(y[0] - 0.5 * (y[1] - y[0]), y[-1] + 0.5 * (y[1] - y[0])),
+            legend_position="bottom_right")
+
+    def _on_tap(self, x=None, y=None):
+        if x is None or y is None:
+            return
+        self.state.param.update(lr=float(np.clip(10.0 ** x, 1e-4, 100.0)),
+                                mu=float(np.clip(y, 0.0, 1.0)))
+
+    def _on_range(self, x_range=None, y_range=None):
+        if x_range is None or y_range is None:
+            return
+        s = self.state
+        lo, hi = (max(-4.0, x_range[0]), min(2.0, x_range[1]))
+        m0, m1 = (max(0.0, y_range[0]), min(1.0, y_range[1]))
+        if hi - lo < 1e-3 or m1 - m0 < 1e-4:
+            return
+        # only a real zoom (not the initial range report) recomputes
+        if abs(lo - s.log_lr_range[0]) + abs(hi - s.log_lr_range[1]) + abs(m0 - s.mu_range[0]) + abs(m1 - s.mu_range[1]) > 0.02:
+            s.param.update(log_lr_range=(lo, hi), mu_range=(m0, m1))
+
+    def _on_reset_view(self, event):
+        self.state.param.update(log_lr_range=PhaseParams.param.log_lr_range.default,
+                                mu_range=PhaseParams.param.mu_range.default)
+
+    def _on_s_map(self, result):
+        lr, cols = result
+        x = np.log10(lr)
+        y = np.log2(S_VALUES)
+        codes = np.stack([_codes(c.phase.values[:, 0]) for c in cols])  # (S, lr)
+        lm = np.stack([c.lyap_minus.values[:, 0] for c in cols])
+        lp = np.stack([c.lyap_plus.values[:, 0] for c in cols])
+        img = hv.QuadMesh((np.r_[x - 0.5 * (x[1] - x[0]), x[-1] + 0.5 * (x[1] - x[0])],
+                           np.r_[y - 0.5 * np.gradient(y), y[-1] + 0.5 * np.gradient(y)[-1]],
+                           codes), kdims=["log10 η", "log2 S"], vdims=["phase_code"])
+        self._s_pane.object = img.opts(
+            cmap=list(PHASE_COLORS.values()), clim=(-0.5, 4.5), color_levels=5, tools=["hover"],
+            responsive=True, min_height=300, title=f"λ–S phase diagram (μ = {self.state.mu_for_s:g}, N = ∞)")
+        self._s_data = (lm, lp)
+
+    def _on_fig2(self, ds):
+        lr, lam, se = ds.lr.values, ds.lyapunov.values, ds.lyapunov_se.values
+        sign = np.sign(lam)
+        cross = [float(np.sqrt(lr[i] * lr[i + 1])) for i in range(lr.size - 1) if sign[i] != sign[i + 1]]
+        layers = [hv.Curve((lr, lam), "η (λ)", "Λ").opts(color="black", line_width=2),
+                  hv.ErrorBars((lr, lam, 1.96 * se), "η (λ)", ["Λ", "err"]),
+                  hv.HLine(0).opts(color="#888", line_dash="dashed")]
+        layers += [hv.VLine(c).opts(color="#d62728", line_dash="dotted") for c in cross]
+        self._fig2_pane.object = hv.Overlay(layers).opts(
+            logx=True, responsive=True, min_height=280,
+            title="Fig. 2 right: Lyapunov exponent of Π(I − ηĤ_t), sign changes dotted")
+
+    def _simulate(self):
+        s = self.state
+        sim = saddle.simulate_saddle(s.lr, s.mu, s.batch_size, s.n_data or None, n_runs=200,
+                                     n_steps=1000, seed=s.seed)
+        th = saddle.lyapunov_exponents(s.lr, s.mu, s.batch_size, s.n_data or None, s.seed)
+        steps = sim.step.values
+        m0, h0 = 0.5, 1.5  # w = 1, u = 0.5
+        show = slice(0, 12)
+        paths = []
+        for name, logv, base, color in (("log|w − u|", sim.log_m.values, m0, "#1f77b4"),
+                                        ("log|w + u|", sim.log_h.values, h0, "#d62728")):
+            ys = np.log(base) + logv[show]
+            ys = np.where(np.isfinite(ys), ys, np.nan)
+            x = np.concatenate([np.r_[steps, np.nan] for _ in range(ys.shape[0])])
+            yy = np.concatenate([np.r_[row, np.nan] for row in ys])
+            paths.append(hv.Curve((x, yy), "step", "log |·|", label=name).opts(color=color, alpha=0.5))
+        self._sim_pane.object = hv.Overlay(paths).opts(
+            responsive=True, min_height=280, legend_position="top_left",
+            title=f"saddle SGD at η = {s.lr:.3g}, μ = {s.mu:.3f}, S = {s.batch_size}")
+        lines = []
+        for label, emp, var in (("Λ− (w − u)", sim.exp_minus.values, "lyap_minus"),
+                                ("Λ+ (w + u)", sim.exp_plus.values, "lyap_plus")):
+            t, e = float(th[var][0, 0]), float(th[var + "_se"][0, 0])
+            shrink = float(np.mean(emp < 0))
+            lines.append(f"| {label} | {t:+.4f} ± {e:.1e} | {emp.mean():+.4f} ± "
+                         f"{emp.std() / np.sqrt(emp.size):.1e} | {100 * shrink:.0f} % |")
+        phase = str(th.phase.values[0, 0])
+        self._verdict.object = (
+            f"**Theory: phase {phase}** — {MEANING[phase]}.\n\n"
+            "| | theory | simulation (200 runs × 1000 steps) | runs that shrink |\n|---|---|---|---|\n"
+            + "\n".join(lines))
+
+    def _build(self):
+        self._status = pn.pane.Markdown("")
+        self._bar = pn.indicators.Progress(value=-1, width=200, visible=True)
+        self._map_pane = pn.pane.HoloViews(hv.Overlay([hv.Curve([])]), sizing_mode="stretch_both",
+                                           min_height=380)
+        self._s_pane = pn.pane.HoloViews(hv.Curve([]), sizing_mode="stretch_width", min_height=300)
+        self._fig2_pane = pn.pane.HoloViews(hv.Curve([]), sizing_mode="stretch_width", min_height=280)
+        self._sim_pane = pn.pane.HoloViews(hv.Curve([]), sizing_mode="stretch_width", min_height=280)
+        self._verdict = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self._alert = pn.pane.Alert("", alert_type="warning", visible=False)
+        self._reset_view = pn.widgets.Button(name="Reset view", width=110)
+        self._reset_view.on_click(self._on_reset_view)
+        self._preset_select = self.preset_selector(self._on_preset)
+        self._widgets = pn.Param(
+            self.state, parameters=["batch_size", "n_data", "seed", "resolution", "mu_for_s"],
+            show_name=False,
+            widgets={"batch_size": {"type": pn.widgets.EditableIntSlider, "throttled": True},
+                     "resolution": {"type": pn.widgets.IntSlider, "throttled": True},
+                     "mu_for_s": {"type": pn.widgets.EditableFloatSlider, "throttled": True},
+                     "seed": pn.widgets.IntInput})
+        self._sync_alert()
+
+    def _on_preset(self, event):
+        if event.new:
+            self._notices.clear()
+            self.apply_preset(event.new)
+            self._sync_alert()
+
+    def _sync_alert(self):
+        if hasattr(self, "_alert"):
+            self._alert.object = self.notices_markdown()
+            self._alert.visible = bool(self._notices)
+
+    @property
+    def sidebar(self):
+        legend = "\n".join(f"- <span style='color:{c}'>■</span> **{p}**: {MEANING[p]}"
+                           for p, c in PHASE_COLORS.items())
+        return pn.Column(self._preset_select, self._widgets, self._reset_view,
+                         pn.pane.Markdown("#### Phases\n" + legend + "\n\nBlack line: Λ− = 0; "
+                                          "white dashed: Λ+ = 0; purple dotted: L2 boundary."),
+                         sizing_mode="stretch_width")
+
+    def __panel__(self):
+        return pn.Column(
+            pn.pane.Markdown(self.prompt_markdown, sizing_mode="stretch_width"),
+            self._alert,
+            pn.Row(self._bar, self._status),
+            pn.Row(self._map_pane, pn.Column(self._sim_pane, self._verdict), sizing_mode="stretch_width"),
+            pn.Row(self._s_pane, self._fig2_pane, sizing_mode="stretch_width"),
+            sizing_mode="stretch_both",
+        )
