@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import holoviews as hv
+import numpy as np
 from app.pages.stability import StabilityPage
 from app.pages.trajectories import TrajectoriesPage
 
@@ -75,5 +76,26 @@ def test_cancelling_the_cloud_drops_its_result():
         page._on_cancel(None)
         time.sleep(2.0)
         assert page._cloud_ds is None and "Cancelled" in page._cloud_status.object
+    finally:
+        page.cleanup()
+
+
+def test_phases_page_zoom_recomputes_and_resets():
+    from app.pages.phases import PhasesPage
+    from app.state import PhaseParams
+
+    page = PhasesPage(query={"resolution": "16"})
+    try:
+        _wait(lambda: getattr(page, "_map_ds", None) is not None)
+        first = page._map_ds
+        page._on_range(x_range=(-1.0, 0.0), y_range=(0.2, 0.4))  # a box-zoom
+        _wait(lambda: page._map_ds is not first)
+        assert np.log10(page._map_ds.lr.values).min() > -1.0 and page._map_ds.mu.values.max() < 0.4
+        assert page._map_ds.sizes == {"lr": 16, "mu": 16}  # full resolution in the zoomed box
+        zoomed = page._map_ds
+        page._on_reset_view(None)
+        _wait(lambda: page._map_ds is not zoomed)
+        assert page.state.log_lr_range == PhaseParams.param.log_lr_range.default
+        assert "Theory: phase" in page._verdict.object and "live trajectories" in page._verdict.object
     finally:
         page.cleanup()

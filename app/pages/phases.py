@@ -9,6 +9,8 @@ right). Computations run in the background through the shared cache.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import holoviews as hv
 import numpy as np
 import panel as pn
@@ -29,7 +31,8 @@ FIELDS = ("batch_size", "n_data", "seed", "mu_for_s", "resolution", "lr", "mu")
 RANGES = ("log_lr_range", "mu_range")  # set by presets and box-zoom, not kept in the URL
 PHASE_COLORS = {"Ia": "#2ca02c", "Ib": "#98df8a", "II": "#ff7f0e", "III": "#1f77b4", "IV": "#d62728"}
 PHASE_CODE = {p: i for i, p in enumerate(saddle.PHASES)}
-S_VALUES = np.unique(np.round(np.geomspace(1, 64, 24)).astype(int))
+LOG2_S = (np.arange(48) + 0.5) * 6.0 / 48  # uniform rows in log2 S ∈ [0, 6] …
+S_VALUES = np.unique(np.round(2.0**LOG2_S).astype(int))  # … each computed at its nearest S
 MEANING = {"Ia": "correct learning, also stable in mean square",
            "Ib": "correct learning in probability, not in mean square",
            "II": "stable but incorrect learning", "III": "collapse to the saddle (low rank)",
@@ -141,7 +144,8 @@ class PhasesPage(Page):
         x = np.log10(ds.lr.values)
         y = ds.mu.values
         vd = {
-            "phase_code": _codes(ds.phase.values).T,
+            "phase (0 Ia, 1 Ib, 2 II, 3 III, 4 IV)": _codes(ds.phase.values).T,
+            "η": np.broadcast_to(ds.lr.values[None, :], (y.size, x.size)),
             "lyap_minus": ds.lyap_minus.values.T, "lyap_minus_se": ds.lyap_minus_se.values.T,
             "lyap_plus": ds.lyap_plus.values.T, "lyap_plus_se": ds.lyap_plus_se.values.T,
         }
@@ -151,18 +155,16 @@ class PhasesPage(Page):
             tools=["hover"], responsive=True, min_height=380,
             title=f"λ–μ phase diagram (S = {ds.attrs['batch_size']}, N = "
                   f"{'∞' if ds.attrs['n_data'] == 'none' else ds.attrs['n_data']})")
-        lm = hv.Image((x, y, vd["lyap_minus"]), kdims=["log10 η", "μ"])
+        lm = hv.Image((x, y, vd["lyap_minus"]), kdims=["log10 η", "μ"])  # for the Λ = 0 contours
         lp = hv.Image((x, y, vd["lyap_plus"]), kdims=["log10 η", "μ"])
         layers = [img,
                   hv.operation.contours(lm, levels=[0.0]).opts(color="black", line_width=1.5),
                   hv.operation.contours(lp, levels=[0.0]).opts(color="white", line_width=1.5,
                                                               line_dash="dashed")]
-        if ds.attrs["n_data"] == "none":  # L2 boundary η = 2E[χ]/E[χ²]
-            S = ds.attrs["batch_size"]
-            mu = np.linspace(max(y[0], 1e-3), y[-1], 200)
-            edge = 2 * mu / (mu**2 + (2 * mu**2 + 4 * (1 - mu) ** 2) / S)
-            layers.append(hv.Curve((np.log10(edge), mu), "log10 η", "μ", label="L2 boundary").opts(
-                color="#9467bd", line_width=2, line_dash="dotted"))
+        # the L2 boundary E[(1 − ηχ)²] = 1, for any N and S, from the Dataset's l2_stable
+        l2 = hv.Image((x, y, ds.l2_stable.values.T.astype(float)), kdims=["log10 η", "μ"])
+        layers.append(hv.operation.contours(l2, levels=[0.5]).relabel("L2 boundary").opts(
+            color="#9467bd", line_width=2.5, line_dash="dotted", show_legend=True))
         self._tap = Tap(source=img)
         self._tap.add_subscriber(self._on_tap)
         self._range = RangeXY(source=img)
@@ -198,18 +200,30 @@ class PhasesPage(Page):
 
     def _on_s_map(self, result):
         lr, cols = result
+        by_s = dict(zip(S_VALUES, cols))
+        rows = [by_s[int(S)] for S in np.round(2.0**LOG2_S).astype(int)]
         x = np.log10(lr)
-        y = np.log2(S_VALUES)
-        codes = np.stack([_codes(c.phase.values[:, 0]) for c in cols])  # (S, lr)
-        lm = np.stack([c.lyap_minus.values[:, 0] for c in cols])
-        lp = np.stack([c.lyap_plus.values[:, 0] for c in cols])
-        img = hv.QuadMesh((np.r_[x - 0.5 * (x[1] - x[0]), x[-1] + 0.5 * (x[1] - x[0])],
-                           np.r_[y - 0.5 * np.gradient(y), y[-1] + 0.5 * np.gradient(y)[-1]],
-                           codes), kdims=["log10 η", "log2 S"], vdims=["phase_code"])
-        self._s_pane.object = img.opts(
-            cmap=list(PHASE_COLORS.values()), clim=(-0.5, 4.5), color_levels=5, tools=["hover"],
-            responsive=True, min_height=300, title=f"λ–S phase diagram (μ = {self.state.mu_for_s:g}, N = ∞)")
-        self._s_data = (lm, lp)
+        fields = {
+            "phase (0 Ia, 1 Ib, 2 II, 3 III, 4 IV)": np.stack([_codes(c.phase.values[:, 0]) for c in rows]),
+            "S": np.stack([np.full(x.size, c.attrs["batch_size"], dtype=float) for c in rows]),
+            "lyap_minus": np.stack([c.lyap_minus.values[:, 0] for c in rows]),
+            "lyap_plus": np.stack([c.lyap_plus.values[:, 0] for c in rows]),
+        }
+        fields = {k: np.where(np.isfinite(v), v, np.nan) for k, v in fields.items()}
+        kd = ["log10 η", "log2 S"]
+        img = hv.Image((x, LOG2_S, *fields.values()), kdims=kd, vdims=list(fields)).opts(
+            cmap=list(PHASE_COLORS.values()), clim=(-0.5, 4.5), color_levels=5, tools=["hover"])
+        l2 = np.stack([c.l2_stable.values[:, 0] for c in rows]).astype(float)
+        layers = [img,
+                  hv.operation.contours(hv.Image((x, LOG2_S, fields["lyap_minus"]), kdims=kd),
+                                        levels=[0.0]).opts(color="black", line_width=1.5),
+                  hv.operation.contours(hv.Image((x, LOG2_S, fields["lyap_plus"]), kdims=kd),
+                                        levels=[0.0]).opts(color="white", line_width=1.5, line_dash="dashed"),
+                  hv.operation.contours(hv.Image((x, LOG2_S, l2), kdims=kd), levels=[0.5]).opts(
+                      color="#9467bd", line_width=2.5, line_dash="dotted")]
+        self._s_pane.object = hv.Overlay(layers).opts(
+            responsive=True, min_height=300,
+            title=f"λ–S phase diagram (μ = {self.state.mu_for_s:g}, N = ∞)")
 
     def _on_fig2(self, ds):
         lr, lam, se = ds.lr.values, ds.lyapunov.values, ds.lyapunov_se.values
@@ -250,8 +264,10 @@ class PhasesPage(Page):
             lines.append(f"| {label} | {t:+.4f} ± {e:.1e} | {emp.mean():+.4f} ± "
                          f"{emp.std() / np.sqrt(emp.size):.1e} | {100 * shrink:.0f} % |")
         phase = str(th.phase.values[0, 0])
+        link = "?" + urlencode({"page": "trajectories", "lr": round(s.lr, 6), "batch_size": s.batch_size})
         self._verdict.object = (
-            f"**Theory: phase {phase}** — {MEANING[phase]}.\n\n"
+            f"**Theory: phase {phase}** — {MEANING[phase]}.  "
+            f"[▶ η = {s.lr:.3g}, S = {s.batch_size} in live trajectories]({link})\n\n"
             "| | theory | simulation (200 runs × 1000 steps) | runs that shrink |\n|---|---|---|---|\n"
             + "\n".join(lines))
 
