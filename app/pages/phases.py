@@ -146,6 +146,7 @@ class PhasesPage(Page):
         vd = {
             "phase (0 Ia, 1 Ib, 2 II, 3 III, 4 IV)": _codes(ds.phase.values).T,
             "η": np.broadcast_to(ds.lr.values[None, :], (y.size, x.size)),
+            "S": np.full((y.size, x.size), float(ds.attrs["batch_size"])),
             "lyap_minus": ds.lyap_minus.values.T, "lyap_minus_se": ds.lyap_minus_se.values.T,
             "lyap_plus": ds.lyap_plus.values.T, "lyap_plus_se": ds.lyap_plus_se.values.T,
         }
