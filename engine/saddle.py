@@ -199,25 +199,9 @@ def _infinite(lr, mu, S):
 
 
 @njit(parallel=True, **_JIT)
-def _finite_s1_kernel(lr, mu, x, eps, out_m, out_p):
-    n = x.size
-    for ij in prange(lr.size * mu.size):
-        i = ij // mu.size
-        j = ij % mu.size
-        eta, m_ = lr[i], mu[j]
-        acc_m = 0.0
-        acc_p = 0.0
-        for k in range(n):
-            chi = x[k] * (m_ * x[k] + (1.0 - m_) * eps[k])
-            acc_m += math.log(abs(1.0 - eta * chi))
-            acc_p += math.log(abs(1.0 + eta * chi))
-        out_m[i, j] = acc_m / n
-        out_p[i, j] = acc_p / n
-
-
-@njit(parallel=True, **_JIT)
 def _batch_kernel(lr, mu, A, B, out_m, out_p, se_m, se_p):
-    """Monte Carlo over batches r with mean x² = A[r], mean xε = B[r]: χ = μA + (1 − μ)B."""
+    """Mean (and its standard error) over batches r with mean x² = A[r], mean xε = B[r], so
+    that χ = μA + (1 − μ)B: Monte Carlo batches for S > 1, or the N single points for S = 1."""
     R = A.size
     for ij in prange(lr.size * mu.size):
         i = ij // mu.size
@@ -306,10 +290,10 @@ def lyapunov_exponents(lr, mu, batch_size=1, n_data=None, seed=0, *, n_batches=4
         xx, xe = x * x, x * eps
         if S == 1 or S == N:
             A, B = np.array([xx.mean()]), np.array([xe.mean()])
-            if S == 1:
-                lm, lp = np.empty_like(zeros), np.empty_like(zeros)
+            if S == 1:  # the exact average over the N points: no sampling error
+                lm, lp, spread_m, spread_p = (np.empty_like(zeros) for _ in range(4))
                 with PARALLEL_LOCK:
-                    _finite_s1_kernel(lr, mu, x, eps, lm, lp)
+                    _batch_kernel(lr, mu, xx, xe, lm, lp, spread_m, spread_p)
             else:  # full batch: χ is deterministic
                 chi = mu * A[0] + (1 - mu) * B[0]
                 lm = np.log(np.abs(1 - lr[:, None] * chi[None, :]))

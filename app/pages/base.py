@@ -86,8 +86,12 @@ class Page(pn.viewable.Viewer):
         be rendered as HTML (a link could otherwise run script in a student's browser)."""
         return "\n\n".join(html.escape(t, quote=False) for t in [*self._notices, *extra] if t)
 
-    def _sync_alert(self) -> None:  # pages with an alert pane override this
-        pass
+    def _sync_alert(self) -> None:
+        """Show the notices in the page's ``_alert`` pane (once it is built)."""
+        alert = getattr(self, "_alert", None)
+        if alert is not None:
+            alert.object = self.notices_markdown()
+            alert.visible = bool(self._notices)
 
     @property
     def sidebar(self) -> pn.viewable.Viewable:

@@ -62,7 +62,7 @@ class PhasesPage(Page):
         if query:
             self.apply_query(query)
         schedule = session_scheduler(pn.state.curdoc)
-        self._map_job = JobSlot(schedule, self._progress)
+        self._map_job = JobSlot(schedule)
         self._s_job = JobSlot(schedule)
         self._fig2_job = JobSlot(schedule)
         self._build()
@@ -125,9 +125,6 @@ class PhasesPage(Page):
             lambda ctx: get_cache().get_or_compute(
                 "random_product_lyapunov", inputs, lambda: saddle.random_product_lyapunov(**inputs)),
             self._on_fig2, self._on_error)
-
-    def _progress(self, done, total, text):
-        pass
 
     def _on_error(self, exc):
         self._bar.visible = False
@@ -299,11 +296,6 @@ class PhasesPage(Page):
             self._notices.clear()
             self.apply_preset(event.new)
             self._sync_alert()
-
-    def _sync_alert(self):
-        if hasattr(self, "_alert"):
-            self._alert.object = self.notices_markdown()
-            self._alert.visible = bool(self._notices)
 
     @property
     def sidebar(self):

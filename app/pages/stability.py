@@ -313,12 +313,6 @@ class StabilityPage(Page):
             self.apply_preset(event.new)
             self._sync_alert()
 
-    def _sync_alert(self) -> None:
-        if not hasattr(self, "_alert"):
-            return
-        self._alert.object = self.notices_markdown()
-        self._alert.visible = bool(self._notices)
-
     @property
     def sidebar(self):
         return pn.Column(self._preset_select, pn.pane.Markdown("#### Maps"), self._widgets,
