@@ -160,6 +160,8 @@ def _online_block(theta, keys_x, keys_xi, shared, lr, sigma, tau, c4, S, n_steps
     limit = min(bound, DIVERGENCE_THRESHOLD)
     eta = lr / S
     for t0 in range(0, n_steps, steps_ahead):
+        if not np.any(act):
+            break  # every trajectory of the block has stopped: records stay NaN
         k = min(steps_ahead, n_steps - t0)
         c0 = (step0 + t0) * S
         c1 = c0 + k * S

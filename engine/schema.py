@@ -27,6 +27,7 @@ DIMS: dict[str, tuple[str, str]] = {
     "pullback_time": ("pullback time τ_pb", "steps"),
     "lr": ("η (λ in paper 002)", "1"),
     "mu": ("μ, signal fraction of the labels", "1"),
+    "sigma2": ("σ², input variance", "1"),
 }
 
 #: variables → (long_name, units)
@@ -63,6 +64,14 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "log_h": ("log|h_t/h_0|, h = w + u", "1"),
     "exp_minus": ("(1/T) log|m_T/m_0| (empirical Λ−)", "1/step"),
     "exp_plus": ("(1/T) log|h_T/h_0| (empirical Λ+)", "1/step"),
+    "escape_time": ("first step with |w| > 2 or |v| > 2 (the cap where censored)", "steps"),
+    "censored": ("still inside [−2, 2]² at the step cap", "1"),
+    "censored_fraction": ("fraction of trajectories censored at the cap", "1"),
+    "mean_time": ("restricted mean escape time E[min(T, cap)]", "steps"),
+    "mean_ci_low": ("95 % confidence bound (low) of the restricted mean", "steps"),
+    "mean_ci_high": ("95 % confidence bound (high) of the restricted mean", "steps"),
+    "mean_is_lower_bound": ("censoring: the restricted mean only bounds the mean from below", "1"),
+    "median_time": ("median escape time (NaN when at least half are censored)", "steps"),
 }
 
 #: the reasons coded in ``exit_reason``
