@@ -8,11 +8,13 @@ event loop with Bokeh's document lock held — never from the worker thread.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+log = logging.getLogger(__name__)
 _EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sgd-atlas-job")
 
 
@@ -94,7 +96,11 @@ class JobSlot:
 
         def guarded():
             if token == self._token and not self._closed:
-                fn(*args)
+                try:
+                    fn(*args)
+                except Exception:  # a view bug must not vanish silently in a tick callback
+                    log.exception("job callback %s failed", getattr(fn, "__name__", fn))
+                    raise
 
         self._schedule(guarded)
 
@@ -112,7 +118,16 @@ class JobSlot:
 
 def session_scheduler(doc) -> Callable[[Callable[[], None]], None]:
     """Schedule callbacks on ``doc``'s loop with its lock held; call directly without a server
-    (tests, notebooks)."""
+    (tests, notebooks).
+
+    Must be created on the server's thread. Workers hand the callback to the IOLoop with
+    ``add_callback`` (thread-safe, and it wakes the loop); the loop thread then registers it as
+    a next-tick callback of the document. Calling ``doc.add_next_tick_callback`` from the worker
+    directly left callbacks waiting until some other event woke the loop (seen: a finished
+    computation shown only many seconds later, or never)."""
     if doc is not None and getattr(doc, "session_context", None) is not None:
-        return doc.add_next_tick_callback
+        from tornado.ioloop import IOLoop
+
+        loop = IOLoop.current()
+        return lambda fn: loop.add_callback(doc.add_next_tick_callback, fn)
     return lambda fn: fn()

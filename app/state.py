@@ -324,6 +324,33 @@ class StabilityParams(InputParams):
                     n_points=self.pullback_points, seed=self.seed)
 
 
+class EscapeParams(param.Parameterized):
+    """The escape-time page (paper 000 §4.2, Fig. 5)."""
+
+    lr = param.Number(0.1, bounds=(1e-4, 1.0), softbounds=(0.01, 0.5), step=0.01,
+                      label="η (learning rate)", doc="Learning rate of the 2-D map on M_wv (Fig. 5: 0.1).")
+    batch_size = param.Integer(1, bounds=(1, 64), softbounds=(1, 16), label="S (batch size)",
+                               doc="Samples averaged per step (Fig. 5: online, S = 1).")
+    n_trajectories = param.Integer(1000, bounds=(10, 5000), softbounds=(10, 2000), step=10,
+                                   label="trajectories per σ²",
+                                   doc="Initial conditions (w, v) uniform in (0, 2]², independent noise.")
+    max_steps = param.Integer(100_000, bounds=(1_000, 1_000_000), softbounds=(1_000, 200_000),
+                              step=1_000, label="step cap",
+                              doc="Trajectories still inside [−2, 2]² at the cap are censored.")
+    n_sigma2 = param.Integer(12, bounds=(3, 24), label="σ² values",
+                             doc="Points of the curve, log-spaced from 0.002 to 1 (Fig. 5).")
+    seed = param.Integer(0, bounds=(0, 2**31 - 1), softbounds=(0, 100), label="seed",
+                         doc="Seeds the initial conditions and the noise.")
+
+    def sigma2_values(self) -> np.ndarray:
+        return np.geomspace(0.002, 1.0, self.n_sigma2)
+
+    def point_inputs(self, sigma2: float) -> dict:
+        """Keyword arguments of :func:`engine.escape.escape_times` for one σ²."""
+        return dict(sigma2=float(sigma2), lr=self.lr, batch_size=self.batch_size,
+                    n_trajectories=self.n_trajectories, max_steps=self.max_steps, seed=self.seed)
+
+
 class PhaseParams(param.Parameterized):
     """The phase-diagram page of Proposition 1 (paper 002, Figs. 2, 8, 9)."""
 

@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import holoviews as hv
+import pytest
 import numpy as np
 from app.pages.stability import StabilityPage
 from app.pages.trajectories import TrajectoriesPage
@@ -97,5 +98,18 @@ def test_phases_page_zoom_recomputes_and_resets():
         _wait(lambda: page._map_ds is not zoomed)
         assert page.state.log_lr_range == PhaseParams.param.log_lr_range.default
         assert "Theory: phase" in page._verdict.object and "live trajectories" in page._verdict.object
+    finally:
+        page.cleanup()
+
+
+def test_escape_page_fills_in_every_point():
+    from app.pages.escape import EscapePage
+
+    page = EscapePage(query={"n_trajectories": "20", "max_steps": "2000", "n_sigma2": "4"})
+    try:
+        _wait(lambda: "complete" in page._status.object)
+        assert len(page._points) == 4
+        assert sorted(float(p.sigma2.values[0]) for p in page._points) == pytest.approx(
+            list(np.geomspace(0.002, 1.0, 4)))
     finally:
         page.cleanup()

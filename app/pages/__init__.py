@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .about import AboutPage
+from .escape import EscapePage
 from .phases import PhasesPage
 from .stability import StabilityPage
 from .trajectories import TrajectoriesPage
@@ -11,6 +12,7 @@ PAGES = {
     "trajectories": ("Live trajectories", TrajectoriesPage),
     "stability": ("Stability maps & pullback", StabilityPage),
     "phases": ("Phase diagrams (paper 002)", PhasesPage),
+    "escape": ("Escape times (Fig. 5)", EscapePage),
     "about": ("About SGD Atlas", AboutPage),
 }
 DEFAULT_PAGE = "trajectories"

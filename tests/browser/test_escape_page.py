@@ -1,0 +1,19 @@
+"""The escape-time page in a real browser (issue 5's browser test: a reduced curve completes)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_reduced_curve_completes(server, probe):
+    page = probe.page
+    page.goto(server + "?page=escape&n_trajectories=30&max_steps=3000&n_sigma2=4")
+    page.wait_for_function("() => location.search.includes('page=escape')", timeout=60_000)
+    page.wait_for_selector("#escape-done", timeout=90_000)
+    assert "complete: 4" in page.locator("#escape-done").inner_text()
+    n = page.evaluate("""() => { let n = 0; for (const doc of Bokeh.documents) for (const m of doc.all_models)
+        if (m.data && m.data['σ²'] && m.data['σ²'].length) n += m.data['σ²'].length; return n; }""")
+    assert n >= 4  # the points are behind the plots
+    assert probe.errors == [] and probe.external == []
