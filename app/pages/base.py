@@ -56,6 +56,16 @@ class Page(pn.viewable.Viewer):
                 return True
         return False
 
+    def _on_preset(self, event) -> None:
+        """A preset chosen in the page: fresh notices, its values, and its id in the URL."""
+        if not event.new:
+            return
+        self._notices.clear()
+        self.apply_preset(event.new)
+        if pn.state.location is not None:
+            pn.state.location.update_query(preset=event.new)
+        self._sync_alert()
+
     def preset_selector(self, on_change) -> pn.widgets.Select:
         """A Select of this page's presets, showing the one applied."""
         options = {"— choose a preset —": ""} | {p["title"]: p["id"] for p in self._presets}

@@ -161,12 +161,6 @@ class EscapePage(Page):
                      "seed": pn.widgets.IntInput})
         self._sync_alert()
 
-    def _on_preset(self, event):
-        if event.new:
-            self._notices.clear()
-            self.apply_preset(event.new)
-            self._sync_alert()
-
     @property
     def sidebar(self):
         return pn.Column(self._preset_select, self._widgets, sizing_mode="stretch_width")

@@ -291,12 +291,6 @@ class PhasesPage(Page):
                      "seed": pn.widgets.IntInput})
         self._sync_alert()
 
-    def _on_preset(self, event):
-        if event.new:
-            self._notices.clear()
-            self.apply_preset(event.new)
-            self._sync_alert()
-
     @property
     def sidebar(self):
         legend = "\n".join(f"- <span style='color:{c}'>■</span> **{p}**: {MEANING[p]}"

@@ -308,11 +308,6 @@ class StabilityPage(Page):
                      "seed": pn.widgets.IntInput})
         self._sync_alert()
 
-    def _on_preset(self, event):
-        if event.new:
-            self.apply_preset(event.new)
-            self._sync_alert()
-
     @property
     def sidebar(self):
         return pn.Column(self._preset_select, pn.pane.Markdown("#### Maps"), self._widgets,

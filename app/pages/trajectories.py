@@ -253,11 +253,8 @@ class TrajectoriesPage(Page):
         if not event.new:
             return
         self._play.value = False
-        self._notices.clear()
-        self.apply_preset(event.new)
-        self.run.reset()
-        if pn.state.location is not None:
-            pn.state.location.update_query(preset=event.new)
+        super()._on_preset(event)
+        self.run.reset()  # a fresh run with the preset, without "restarted" notices
         self._push()
 
     # -- drawing -----------------------------------------------------------------------------
