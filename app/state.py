@@ -341,6 +341,8 @@ class EscapeParams(param.Parameterized):
                              doc="Points of the curve, log-spaced from 0.002 to 1 (Fig. 5).")
     seed = param.Integer(0, bounds=(0, 2**31 - 1), softbounds=(0, 100), label="seed",
                          doc="Seeds the initial conditions and the noise.")
+    view = param.Selector(default="fig5", objects=["fig5", "powerlaw"], label="view",
+                          doc="fig5: optimal noise (paper 000); powerlaw: power-law escape (paper 003).")
 
     def sigma2_values(self) -> np.ndarray:
         return np.geomspace(0.002, 1.0, self.n_sigma2)
@@ -349,6 +351,61 @@ class EscapeParams(param.Parameterized):
         """Keyword arguments of :func:`engine.escape.escape_times` for one σ²."""
         return dict(sigma2=float(sigma2), lr=self.lr, batch_size=self.batch_size,
                     n_trajectories=self.n_trajectories, max_steps=self.max_steps, seed=self.seed)
+
+
+class PowerLawParams(param.Parameterized):
+    """The power-law escape part of the escape page (paper 003 §5.3.1, Fig. 3a–b).
+
+    Names carry a ``fp_`` (first passage) or ``phi_`` prefix: they share the page's URL with
+    the Fig. 5 controls. The bounds cap the work one request can buy (runs × step cap ≤ 5·10⁸).
+    """
+
+    fp_lr = param.Number(0.1, bounds=(1e-3, 1.0), softbounds=(0.01, 0.5), step=0.01,
+                         label="η (first passage)", doc="Learning rate of SGD (Fig. 3b: 0.1).")
+    fp_batch_size = param.Integer(1, bounds=(1, 64), softbounds=(1, 16), label="B (first passage)",
+                                  doc="Mini-batch size B (Fig. 3b: 1).")
+    fp_dims = param.ListSelector(default=[1, 2, 3, 4], objects=[1, 2, 3, 4, 5, 6, 8],
+                                 label="d (input dimensions = n)",
+                                 doc="One curve per d; the theory slope is B/(ηh*) + 1 − d/2.")
+    fp_n_data = param.Selector(default=10_000, objects={"10³": 1_000, "10⁴": 10_000, "10⁵": 100_000},
+                               label="N (data points)", doc="Dataset size (Fig. 3b: 10⁴).")
+    fp_runs = param.Integer(100, bounds=(10, 500), softbounds=(10, 500), step=10,
+                            label="runs per curve", doc="Independent SGD runs from θ* (paper: 100).")
+    fp_c_max = param.Number(2.0, bounds=(1.2, 4.0), step=0.1, label="largest c",
+                            doc="Thresholds c = L/L* from 1.1 to this, log-spaced (12 values).")
+    fp_max_steps = param.Selector(default=1_000_000, objects={"10⁴": 10_000, "10⁵": 100_000,
+                                                              "10⁶": 1_000_000},
+                                  label="step cap", doc="Runs not past c by then are censored.")
+    phi_lrs = param.ListSelector(default=[0.1, 0.5, 1.0], objects=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0],
+                                 label="η values (φ)", doc="One series of φ against B per η (Fig. 3a).")
+    phi_batches = param.ListSelector(default=[1, 2, 4, 6, 8, 10], objects=[1, 2, 3, 4, 6, 8, 10, 16],
+                                     label="B values (φ)", doc="Batch sizes on the horizontal axis.")
+    phi_chains = param.Integer(8, bounds=(2, 32), label="chains per point",
+                               doc="Independent chains from θ*: their spread gives the error of φ.")
+    phi_samples = param.Integer(1250, bounds=(100, 10_000), step=50, label="samples per chain",
+                                doc="θ recorded every 100 steps after burn-in (the paper: 10⁴ "
+                                    "samples in all, d = 1, N = 10⁵).")
+    pl_seed = param.Integer(0, bounds=(0, 2**31 - 1), softbounds=(0, 100), label="seed (paper 003)",
+                            doc="Seeds the dataset and the mini-batches.")
+
+    FP_FIELDS = ("fp_lr", "fp_batch_size", "fp_dims", "fp_n_data", "fp_runs", "fp_c_max",
+                 "fp_max_steps")
+    PHI_FIELDS = ("phi_lrs", "phi_batches", "phi_chains", "phi_samples")
+
+    def thresholds(self) -> np.ndarray:
+        return np.geomspace(1.1, max(self.fp_c_max, 1.15), 12)
+
+    def passage_inputs(self, dim: int) -> dict:
+        """Keyword arguments of :func:`engine.linreg.first_passage_times` for one d."""
+        return dict(c=self.thresholds().tolist(), lr=self.fp_lr, batch_size=self.fp_batch_size,
+                    dim=int(dim), n_data=self.fp_n_data, n_runs=self.fp_runs,
+                    max_steps=self.fp_max_steps, seed=self.pl_seed)
+
+    def phi_inputs(self, lr: float, batch_size: int) -> dict:
+        """Keyword arguments of :func:`engine.linreg.stationary_exponent` for one point."""
+        return dict(lr=float(lr), batch_size=int(batch_size), dim=1, n_data=100_000,
+                    n_chains=self.phi_chains, n_samples=self.phi_samples, sample_every=100,
+                    seed=self.pl_seed, keep_samples=False)
 
 
 class PhaseParams(param.Parameterized):

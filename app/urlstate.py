@@ -22,6 +22,8 @@ def coerce(obj: param.Parameterized, name: str, raw: Any) -> tuple[Any, str | No
     p = obj.param[name]
     current = getattr(obj, name)
     label = _label(p, name)
+    if isinstance(p, param.ListSelector):
+        return _coerce_list(p, label, current, raw)
     if isinstance(p, param.Selector):
         objects = p.objects
         values = list(objects.values()) if isinstance(objects, dict) else list(objects)
@@ -82,6 +84,29 @@ def coerce(obj: param.Parameterized, name: str, raw: Any) -> tuple[Any, str | No
     return current, f"{label}: cannot be set from a link."
 
 
+def _coerce_list(p: param.ListSelector, label: str, current: list, raw: Any):
+    """A list of choices from a list, a JSON-ish "[1, 2]" or a comma-separated "1,2"."""
+    items = raw if isinstance(raw, (list, tuple)) else str(raw).strip(" []").split(",")
+    objects = list(p.objects.values()) if isinstance(p.objects, dict) else list(p.objects)
+    chosen, bad = [], []
+    for item in list(items)[:50]:
+        text = str(item).strip(" '\"")
+        match = [v for v in objects if str(v) == text or v == item]
+        if not match:
+            try:
+                match = [v for v in objects if float(v) == float(text)]
+            except (TypeError, ValueError):
+                match = []
+        if match and match[0] not in chosen:
+            chosen.append(match[0])
+        elif not match and text:
+            bad.append(text[:20])
+    if not chosen:
+        return current, f"{label}: {str(raw)[:40]!r} has none of the choices; kept {current}."
+    chosen.sort(key=objects.index)
+    return chosen, (f"{label}: ignored {', '.join(bad)} (not offered)." if bad else None)
+
+
 def apply_values(obj: param.Parameterized, values: Mapping[str, Any],
                  allowed: Iterable[str]) -> list[str]:
     """Set the ``allowed`` parameters found in ``values`` on ``obj``; return the notices.
@@ -95,7 +120,8 @@ def apply_values(obj: param.Parameterized, values: Mapping[str, Any],
         if name not in values:
             continue
         raw = values[name]
-        if isinstance(raw, (list, tuple)) and not isinstance(obj.param[name], param.Range):
+        listlike = isinstance(obj.param[name], (param.Range, param.ListSelector))
+        if isinstance(raw, (list, tuple)) and (not listlike or any(isinstance(r, bytes) for r in raw)):
             raw = raw[-1] if raw else ""  # a repeated query key: the last one wins
         if isinstance(raw, bytes):
             raw = raw.decode("utf-8", "replace")

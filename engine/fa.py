@@ -559,14 +559,15 @@ def sample_inputs(n_trajectories: int, n_steps: int, sigma2: float, batch_size: 
 
 
 def batch_indices(n_data: int, batch_size: int, n_steps: int, seed: int = 0,
-                  trajectory: int = 0, start_step: int = 0) -> np.ndarray:
+                  trajectory: int = 0, start_step: int = 0, *, stream: int = _S_BATCH) -> np.ndarray:
     """The mini-batch indices (n_steps, batch_size) that :func:`run_ensemble` with ``n_data``
-    uses for one trajectory (trajectory 0 stands for all of them with ``shared_noise``)."""
+    uses for one trajectory (trajectory 0 stands for all of them with ``shared_noise``).
+    ``stream`` is the random-stream tag (other engines draw their batches the same way)."""
     n = _count(n_data, "n_data", 1)
     S = _count(batch_size, "batch_size", 1)
     if S >= n:
         return np.tile(np.arange(n), (_count(n_steps, "n_steps"), 1))
-    key = stream_key(_seed(seed), _S_BATCH, _count(trajectory, "trajectory"))
+    key = stream_key(_seed(seed), stream, _count(trajectory, "trajectory"))
     out = np.empty((_count(n_steps, "n_steps"), S), dtype=np.int64)
     perm = np.arange(n)
     for t in range(out.shape[0]):

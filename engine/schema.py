@@ -28,6 +28,11 @@ DIMS: dict[str, tuple[str, str]] = {
     "lr": ("η (λ in paper 002)", "1"),
     "mu": ("μ, signal fraction of the labels", "1"),
     "sigma2": ("σ², input variance", "1"),
+    "c": ("c = threshold loss / L(θ*)", "1"),
+    "run": ("independent SGD run", "1"),
+    "chain": ("independent SGD chain", "1"),
+    "draw": ("SGD step of the stationary sample", "steps"),
+    "component": ("component of θ ∈ R^d", "1"),
 }
 
 #: variables → (long_name, units)
@@ -65,13 +70,24 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "exp_minus": ("(1/T) log|m_T/m_0| (empirical Λ−)", "1/step"),
     "exp_plus": ("(1/T) log|h_T/h_0| (empirical Λ+)", "1/step"),
     "escape_time": ("first step with |w| > 2 or |v| > 2 (the cap where censored)", "steps"),
-    "censored": ("still inside [−2, 2]² at the step cap", "1"),
-    "censored_fraction": ("fraction of trajectories censored at the cap", "1"),
-    "mean_time": ("restricted mean escape time E[min(T, cap)]", "steps"),
+    "censored": ("not yet escaped (or passed the threshold) at the step cap", "1"),
+    "censored_fraction": ("fraction of runs censored at the cap", "1"),
+    "mean_time": ("restricted mean time E[min(T, cap)]", "steps"),
     "mean_ci_low": ("95 % confidence bound (low) of the restricted mean", "steps"),
     "mean_ci_high": ("95 % confidence bound (high) of the restricted mean", "steps"),
     "mean_is_lower_bound": ("censoring: the restricted mean only bounds the mean from below", "1"),
-    "median_time": ("median escape time (NaN when at least half are censored)", "steps"),
+    "median_time": ("median time (NaN when at least half are censored)", "steps"),
+    "mean_time_se": ("standard error of the restricted mean", "steps"),
+    "passage_time": ("first step with L(θ_t) ≥ c·L(θ*) (the cap where censored)", "steps"),
+    "diverged": ("the run diverged (loss inf/NaN or above 1e8)", "1"),
+    "log_loss_ratio": ("log(L(θ)/L(θ*)) of a stationary sample", "1"),
+    "theta_sample": ("stationary sample of θ", "1"),
+    "phi_chain": ("exponent φ fitted to one chain", "1"),
+    "phi": ("exponent φ of P(θ) ∝ L(θ)^−φ (maximum likelihood, all chains)", "1"),
+    "phi_se": ("standard error of φ (from the spread across chains)", "1"),
+    "phi_theory": ("φ = 1 + B/(η h*) (paper 003 eq. 17)", "1"),
+    "variance": ("stationary E|θ − θ*|²/d of the samples", "1"),
+    "variance_exact": ("exact stationary E(θ − θ*)² of discrete SGD (d = 1)", "1"),
 }
 
 #: the reasons coded in ``exit_reason``

@@ -9,7 +9,7 @@ from functools import lru_cache
 @lru_cache(maxsize=1)
 def compile_all() -> bool:
     """Run a tiny instance of each public computation (idempotent, cheap after the first call)."""
-    from . import fa, pullback, saddle, stability
+    from . import escape, fa, linreg, pullback, saddle, stability
 
     th = fa.uniform_initial(600, 1.0, 0)  # ≥ 2 blocks: the parallel kernels too
     for kw in ({}, {"shared_noise": True}, {"n_data": 8, "batch_size": 3}, {"label_noise": 0.1}):
@@ -22,6 +22,9 @@ def compile_all() -> bool:
     fa.batch_indices(10, 3, 2)
     for kw in ({}, {"n_data": 5}, {"n_data": 5, "batch_size": 2, "n_batches": 10}):
         saddle.lyapunov_exponents([0.1, 1.0], [0.2, 0.5], **kw)
+    escape.escape_times(0.1, n_trajectories=300, max_steps=5)
+    linreg.first_passage_times([1.1, 1.2], n_data=50, n_runs=2, max_steps=5)
+    linreg.stationary_exponent(n_data=50, n_chains=2, n_samples=3, sample_every=2, burn_in=1)
     return True
 
 

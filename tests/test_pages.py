@@ -107,9 +107,47 @@ def test_escape_page_fills_in_every_point():
 
     page = EscapePage(query={"n_trajectories": "20", "max_steps": "2000", "n_sigma2": "4"})
     try:
-        _wait(lambda: "complete" in page._status.object)
+        _wait(lambda: "complete" in page._job.status.object)
         assert len(page._points) == 4
         assert sorted(float(p.sigma2.values[0]) for p in page._points) == pytest.approx(
             list(np.geomspace(0.002, 1.0, 4)))
     finally:
         page.cleanup()
+
+
+def test_escape_page_computes_the_power_law_tab_only_when_shown():
+    from app.pages.escape import EscapePage
+
+    q = {"n_trajectories": "20", "max_steps": "2000", "n_sigma2": "3", "fp_runs": "20",
+         "fp_dims": "1,3", "phi_lrs": "[0.1, 0.5]", "phi_batches": "1,2", "phi_chains": "2",
+         "phi_samples": "100"}
+    page = EscapePage(query=q)
+    try:
+        _wait(lambda: "complete" in page._job.status.object)
+        assert page._pl == {"fp": [], "phi": []} and page._pl_job.status.object == ""
+        page._tabs.active = 1  # the user opens the paper-003 tab
+        assert page.state.view == "powerlaw"
+        _wait(lambda: "complete" in page._pl_job.status.object)
+        assert [ds.attrs["dim"] for ds in page._pl["fp"]] == [1, 3]
+        assert sorted((ds.attrs["lr"], ds.attrs["batch_size"]) for ds in page._pl["phi"]) == [
+            (0.1, 1), (0.1, 2), (0.5, 1), (0.5, 2)]
+        assert "theory" in page._pl_table.object and "d = 3" in page._pl_table.object
+        page.powerlaw.fp_lr = 0.2  # a change recomputes the shown tab only
+        _wait(lambda: "complete" in page._pl_job.status.object and page._pl["fp"]
+              and page._pl["fp"][0].attrs["lr"] == 0.2)
+        assert not page._stale["powerlaw"]
+    finally:
+        page.cleanup()
+
+
+def test_list_parameters_from_links_are_validated():
+    from app.state import PowerLawParams
+    from app.urlstate import apply_values
+
+    p = PowerLawParams()
+    notes = apply_values(p, {"fp_dims": [b"[2, 99, x]"], "phi_batches": [4, 1]},
+                         ("fp_dims", "phi_batches"))
+    assert p.fp_dims == [2] and p.phi_batches == [1, 4]
+    assert len(notes) == 1 and "99" in notes[0]
+    notes = apply_values(p, {"fp_dims": "nothing"}, ("fp_dims",))
+    assert p.fp_dims == [2] and "kept" in notes[0]

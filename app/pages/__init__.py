@@ -12,7 +12,7 @@ PAGES = {
     "trajectories": ("Live trajectories", TrajectoriesPage),
     "stability": ("Stability maps & pullback", StabilityPage),
     "phases": ("Phase diagrams (paper 002)", PhasesPage),
-    "escape": ("Escape times (Fig. 5)", EscapePage),
+    "escape": ("Escape times (papers 000, 003)", EscapePage),
     "about": ("About SGD Atlas", AboutPage),
 }
 DEFAULT_PAGE = "trajectories"

@@ -8,6 +8,8 @@ import html
 import panel as pn
 import param
 
+from ..cache import get_cache
+from ..jobs import JobSlot, session_scheduler
 from ..presets import load_presets
 from ..urlstate import apply_values
 
@@ -136,3 +138,64 @@ def sync_to_url(objects_fields: list[tuple[object, tuple[str, ...]]], extra: dic
             loc.sync(obj, {f: f for f in fields}, on_error=on_error)
 
     pn.state.onload(start)
+
+
+class ProgressiveJob:
+    """A list of cached computations run in the background and shown as each one finishes.
+
+    Owns a progress bar, a status line and a cancel button (:attr:`controls`). ``run(tasks)``
+    with tasks ``(kind, kwargs, fn)`` computes ``fn(**kwargs, cancel=...)`` through the shared
+    cache, one after the other, and calls ``on_results(list_so_far)`` on the session's loop
+    after each; a new ``run`` supersedes the old one (latest wins). When all are done the
+    status carries ``<span id=done_id>`` (browser tests wait for it).
+    """
+
+    def __init__(self, page: Page, on_results, unit: str, done_id: str):
+        self._page, self._on_results = page, on_results
+        self._unit, self._done_id = unit, done_id
+        self._slot = JobSlot(session_scheduler(pn.state.curdoc), self._progress)
+        self.bar = pn.indicators.Progress(value=0, max=100, width=300, visible=False)
+        self.status = pn.pane.HTML("")
+        self.cancel_button = pn.widgets.Button(name="Cancel", button_type="warning", width=90,
+                                               disabled=True)
+        self.cancel_button.on_click(self.cancel)
+        self.controls = pn.Row(self.bar, self.cancel_button, self.status)
+
+    def run(self, tasks: list[tuple[str, dict, object]]) -> None:
+        self._on_results([])
+        self.bar.value, self.bar.visible, self.cancel_button.disabled = 0, True, False
+        self.status.object = "computing…"
+
+        def work(ctx):
+            done = []  # every report carries all results so far (reports may be throttled)
+            for i, (kind, kw, fn) in enumerate(tasks):
+                ctx.check()
+                done.append(get_cache().get_or_compute(
+                    kind, kw, lambda fn=fn, kw=kw: fn(**kw, cancel=lambda: ctx.cancelled)))
+                ctx.progress(i + 1, len(tasks), list(done))
+            return done
+
+        self._slot.submit(work, self._done, self._error)
+
+    def _progress(self, done, total, results):
+        self._on_results(results)
+        self.bar.value = int(100 * done / total)
+        self.status.object = f"{done} of {total} {self._unit}"
+
+    def _done(self, results):
+        self._on_results(results)
+        self.bar.visible, self.cancel_button.disabled = False, True
+        self.status.object = (f'<span id="{self._done_id}">complete: {len(results)} '
+                              f'{self._unit}</span>')
+
+    def cancel(self, event=None) -> None:
+        self._slot.cancel()
+        self.bar.visible, self.cancel_button.disabled = False, True
+        self.status.object = "Cancelled; change a parameter to compute again."
+
+    def _error(self, exc):
+        self.bar.visible = False
+        self._page.add_notice("The computation failed; change a parameter to retry.")
+
+    def close(self) -> None:
+        self._slot.close()

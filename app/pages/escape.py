@@ -1,8 +1,11 @@
-"""Escape time from the degenerate subspace against the input noise (paper 000 Fig. 5).
+"""Escape times: optimal noise (paper 000 Fig. 5) and power-law escape (paper 003 Fig. 3).
 
-The curve fills in progressively — each σ² is one cached computation — with a progress bar and
-a cancel button. Where trajectories hit the step cap the restricted mean is only a lower bound:
-it is drawn as an upward triangle and never joined to the curve of true means.
+Two tabs, each computed only while shown. Fig. 5: τ* against σ²; the curve fills in
+progressively — each σ² is one cached computation — with a progress bar and a cancel button.
+Where trajectories hit the step cap the restricted mean is only a lower bound: it is drawn as
+an upward triangle and never joined to the curve of true means. Fig. 3 (linear regression of
+paper 003 §5.3.1): mean first-passage time t_p against c = L/L* per dimension d with the theory
+slope B/(ηh*) + 1 − d/2, and the stationary exponent φ against B per η with φ = 1 + B/(ηh*).
 """
 
 from __future__ import annotations
@@ -13,15 +16,21 @@ import panel as pn
 import param
 import xarray as xr
 
-from engine import escape
+from engine import escape, linreg
 
-from ..cache import get_cache
-from ..jobs import JobSlot, session_scheduler
-from ..state import EscapeParams
-from .base import Page
+from ..state import EscapeParams, PowerLawParams
+from .base import Page, ProgressiveJob
 
 SLUG = "escape"
 FIELDS = ("lr", "batch_size", "n_trajectories", "max_steps", "n_sigma2", "seed")
+PL_FIELDS = PowerLawParams.FP_FIELDS + PowerLawParams.PHI_FIELDS + ("pl_seed",)
+VIEWS = ("fig5", "powerlaw")
+COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def _pm(value: float, err: float) -> str:
+    """"12.10 ± 0.44", or "—" where there is no estimate (too few points, divergence)."""
+    return f"{value:.2f} ± {err:.2f}" if np.isfinite(value) and np.isfinite(err) else "—"
 
 
 class EscapePage(Page):
@@ -30,66 +39,62 @@ class EscapePage(Page):
     slug = SLUG
     default_prompt = ("Mean escape time τ* from M_wv against the input variance σ²: too little "
                       "noise and too much noise both trap SGD; in between there is an optimal "
-                      "noise level (paper 000 Fig. 5).")
+                      "noise level (paper 000 Fig. 5). The second tab: SGD noise proportional "
+                      "to the loss makes escape a power law of the loss ratio (paper 003 Fig. 3).")
     state = param.ClassSelector(class_=EscapeParams)
+    powerlaw = param.ClassSelector(class_=PowerLawParams)
 
     def __init__(self, query: dict | None = None, **params):
         params.setdefault("state", EscapeParams())
+        params.setdefault("powerlaw", PowerLawParams())
         super().__init__(query=query, **params)
         if query:
             self.apply_query(query)
-        self._job = JobSlot(session_scheduler(pn.state.curdoc), self._on_progress)
         self._points: list[xr.Dataset] = []
+        self._pl: dict = {"fp": [], "phi": []}
+        self._job = ProgressiveJob(self, self._show_points, "σ² values", "escape-done")
+        self._pl_job = ProgressiveJob(self, self._show_pl, "curves and points", "powerlaw-done")
+        self._stale = {"fig5": True, "powerlaw": True}
         self._build()
-        self.state.param.watch(lambda *e: self._request(), list(FIELDS))
-        self._request()
+        self.state.param.watch(lambda *e: self._changed("fig5"), list(FIELDS))
+        self.powerlaw.param.watch(lambda *e: self._changed("powerlaw"), list(PL_FIELDS))
+        self.state.param.watch(self._on_view, "view")
+        self._refresh_view()
 
     def targets(self):
-        return [(self.state, FIELDS)]
+        return [(self.state, FIELDS + ("view",)), (self.powerlaw, PL_FIELDS)]
 
     def cleanup(self) -> None:
         self._job.close()
+        self._pl_job.close()
 
+    # --- which tab computes ------------------------------------------------------------------
+    def _changed(self, view):
+        self._stale[view] = True
+        self._refresh_view()
+
+    def _on_view(self, event):
+        self._tabs.active = VIEWS.index(event.new)
+        self._refresh_view()
+
+    def _on_tab(self, event):
+        self.state.view = VIEWS[event.new]
+
+    def _refresh_view(self):
+        """Compute the shown tab if its inputs changed since it was last computed."""
+        view = self.state.view
+        if self._stale[view]:
+            self._stale[view] = False
+            (self._request if view == "fig5" else self._pl_request)()
+
+    # --- paper 000, Fig. 5 --------------------------------------------------------------------
     def _request(self):
-        s = self.state
-        inputs = [s.point_inputs(v) for v in s.sigma2_values()]
-        self._points = []
-        self._redraw()
-        self._bar.value, self._bar.visible, self._cancel.disabled = 0, True, False
-        self._status.object = "computing…"
+        self._job.run([("escape_times", self.state.point_inputs(v), escape.escape_times)
+                       for v in self.state.sigma2_values()])
 
-        def work(ctx):
-            done = []  # every report carries all points so far (reports may be throttled)
-            for i, kw in enumerate(inputs):
-                ctx.check()
-                done.append(get_cache().get_or_compute(
-                    "escape_times", kw,
-                    lambda kw=kw: escape.escape_times(**kw, cancel=lambda: ctx.cancelled)))
-                ctx.progress(i + 1, len(inputs), list(done))
-            return done
-
-        self._job.submit(work, self._on_done, self._on_error)
-
-    def _on_progress(self, done, total, points):
+    def _show_points(self, points):
         self._points = points
         self._redraw()
-        self._bar.value = int(100 * done / total)
-        self._status.object = f"{done} of {total} σ² values"
-
-    def _on_done(self, points):
-        self._points = points
-        self._redraw()
-        self._bar.visible, self._cancel.disabled = False, True
-        self._status.object = f'<span id="escape-done">complete: {len(points)} σ² values</span>'
-
-    def _on_cancel(self, event):
-        self._job.cancel()
-        self._bar.visible, self._cancel.disabled = False, True
-        self._status.object = "Cancelled; change a parameter to compute again."
-
-    def _on_error(self, exc):
-        self._bar.visible = False
-        self.add_notice("The computation failed; change a parameter to retry.")
 
     def _redraw(self):
         self._plot.object = self._curve()
@@ -142,15 +147,143 @@ class EscapePage(Page):
             color="#d62728", line_width=2, **opts) * hv.Scatter(
             (ds.sigma2.values, ds.censored_fraction.values), "σ²", "censored").opts(color="#d62728")
 
+    # --- paper 003, Fig. 3 --------------------------------------------------------------------
+    def _pl_request(self):
+        p = self.powerlaw
+        self._pl_job.run(
+            [("first_passage", p.passage_inputs(d), linreg.first_passage_times) for d in p.fp_dims]
+            + [("stationary_exponent", p.phi_inputs(lr, b), linreg.stationary_exponent)
+               for lr in p.phi_lrs for b in p.phi_batches])
+
+    def _show_pl(self, results):
+        self._pl = {"fp": [ds for ds in results if ds.attrs["kind"] == "first_passage"],
+                    "phi": [ds for ds in results if ds.attrs["kind"] == "stationary_exponent"]}
+        self._pl_redraw()
+
+    def _pl_redraw(self):
+        self._tp_plot.object = self._passage_plot()
+        self._phi_plot.object = self._phi_plot_obj()
+        self._pl_table.object = self._pl_summary()
+
+    def _passage_plot(self):
+        p = self.powerlaw
+        c = p.thresholds()
+        opts = dict(logx=True, logy=True, responsive=True, min_height=380,
+                    xlabel="c = L(θ_s) / L(θ*)", ylabel="mean first-passage time t_p (steps)",
+                    title=f"first passage from θ* (Fig. 3b): η = {p.fp_lr:g}, B = {p.fp_batch_size}",
+                    xlim=(c[0] / 1.03, c[-1] * 1.03), ylim=(1.0, 3.0 * p.fp_max_steps),
+                    framewise=True, legend_position="top_left")
+        layers = [hv.Curve([], "c", "t_p")]
+        for k, ds in enumerate(self._pl["fp"]):
+            col = COLORS[k % len(COLORS)]
+            cs, m, se = ds.c.values, ds.mean_time.values, ds.mean_time_se.values
+            lb = ds.mean_is_lower_bound.values.astype(bool)
+            d = ds.attrs["dim"]
+            fit, fit_se, th = ds.attrs["fitted_slope"], ds.attrs["fitted_slope_se"], ds.attrs["theory_slope"]
+            fit_txt = f"{fit:.1f} ± {fit_se:.1f}" if np.isfinite(fit) else "—"
+            ok = ~lb
+            layers += [
+                hv.ErrorBars((cs[ok], m[ok], 1.96 * se[ok]), "c", ["t_p", "err"]).opts(color=col),
+                hv.Curve((cs[ok], m[ok]), "c", "t_p",
+                         label=f"d = {d}: slope {fit_txt} (theory {th:.2f})").opts(color=col, line_width=2),
+                hv.Scatter((cs[ok], m[ok]), "c", "t_p").opts(color=col, size=6),
+                hv.Scatter((cs[lb], m[lb]), "c", "t_p").opts(color=col, marker="triangle", size=9),
+            ]
+            # the theory slope through the points of the fit (intercept by least squares)
+            use = ok & (m > 0) & (cs >= np.sqrt(cs.min() * cs.max()) * (1 - 1e-12))
+            if use.sum() >= 2:
+                a = np.mean(np.log(m[use]) - th * np.log(cs[use]))
+                xs = cs[use]
+                layers.append(hv.Curve((xs, np.exp(a + th * np.log(xs))), "c", "t_p").opts(
+                    color=col, line_dash="dashed", line_width=1.5))
+        layers.append(hv.HLine(p.fp_max_steps).opts(color="#888", line_dash="dotted"))
+        return hv.Overlay(layers).opts(**opts)
+
+    def _phi_plot_obj(self):
+        p = self.powerlaw
+        bs = np.array(p.phi_batches, dtype=float)
+        opts = dict(logy=True, responsive=True, min_height=380, xlabel="B (batch size)",
+                    ylabel="exponent φ of P(θ) ∝ L(θ)^−φ",
+                    title="stationary exponent (Fig. 3a, d = 1, N = 10⁵); dashed: 1 + B/(ηh*)",
+                    xlim=(0, bs.max() + 1), ylim=(1.0, 2.0 * (1 + bs.max() / min(p.phi_lrs))),
+                    framewise=True, legend_position="top_left")
+        layers = [hv.Curve([], "B", "φ")]
+        by_lr: dict[float, list] = {}
+        for ds in self._pl["phi"]:
+            by_lr.setdefault(ds.attrs["lr"], []).append(ds)
+        for k, lr in enumerate(sorted(by_lr)):
+            col = COLORS[k % len(COLORS)]
+            pts = sorted(by_lr[lr], key=lambda ds: ds.attrs["batch_size"])
+            b = np.array([ds.attrs["batch_size"] for ds in pts], dtype=float)
+            phi = np.array([float(ds.phi) for ds in pts])
+            se = np.array([float(ds.phi_se) for ds in pts])
+            h = pts[0].attrs["h_star"]
+            ok = np.isfinite(phi) & np.isfinite(se)
+            bb = np.linspace(min(bs.min(), 1), bs.max(), 50)
+            layers += [
+                hv.Curve((bb, 1 + bb / (lr * h)), "B", "φ").opts(color=col, line_dash="dashed"),
+                hv.ErrorBars((b[ok], phi[ok], 1.96 * se[ok]), "B", ["φ", "err"]).opts(color=col),
+                hv.Scatter((b[ok], phi[ok]), "B", "φ", label=f"η = {lr:g}").opts(color=col, size=8),
+            ]
+        return hv.Overlay(layers).opts(**opts)
+
+    def _pl_summary(self) -> str:
+        rows = []
+        for ds in self._pl["fp"]:
+            a = ds.attrs
+            cens = float(ds.censored_fraction.max())
+            rows.append(f"| first passage, d = {a['dim']} | h* = {a['h_star']:.3f} | "
+                        f"{_pm(a['fitted_slope'], a['fitted_slope_se'])} | {a['theory_slope']:.2f} | "
+                        f"{100 * cens:.0f} % censored at the largest c |")
+        for ds in self._pl["phi"]:
+            a = ds.attrs
+            div = int(ds.diverged.sum())
+            note = (f"{div} of {a['n_chains']} chains diverged: no stationary law"
+                    if div else "none diverged")
+            rows.append(f"| φ at η = {a['lr']:g}, B = {a['batch_size']} | h* = {a['h_star']:.3f} | "
+                        f"{_pm(float(ds.phi), float(ds.phi_se))} | {float(ds.phi_theory):.2f} | "
+                        f"{note} |")
+        if not rows:
+            return ""
+        head = ("| measurement | data | measured (slope or φ) | theory | censored / diverged |\n"
+                "|---|---|---|---|---|\n")
+        return head + "\n".join(rows) + (
+            "\n\nSlopes are fitted over the upper half of the c range (uncensored points); the "
+            "dashed lines have the theory slope. Beyond eq. 17, discrete steps lower φ at large "
+            "η (the paper notes the departure at η = 1).")
+
+    # --- layout -------------------------------------------------------------------------------
     def _build(self):
         self._plot = pn.pane.HoloViews(self._curve(), sizing_mode="stretch_width", min_height=380)
         self._cens = pn.pane.HoloViews(self._censored_plot(), sizing_mode="stretch_width", min_height=200)
-        self._bar = pn.indicators.Progress(value=0, max=100, width=300)
-        self._status = pn.pane.HTML("")
-        self._cancel = pn.widgets.Button(name="Cancel", button_type="warning", width=90)
-        self._cancel.on_click(self._on_cancel)
         self._alert = pn.pane.Alert("", alert_type="warning", visible=False)
         self._preset_select = self.preset_selector(self._on_preset)
+        self._tp_plot = pn.pane.HoloViews(self._passage_plot(), sizing_mode="stretch_width",
+                                          min_height=380)
+        self._phi_plot = pn.pane.HoloViews(self._phi_plot_obj(), sizing_mode="stretch_width",
+                                           min_height=380)
+        self._pl_table = pn.pane.Markdown("", sizing_mode="stretch_width")
+        list_widget = {"type": pn.widgets.MultiChoice}
+        self._pl_widgets = pn.Param(
+            self.powerlaw, parameters=list(PL_FIELDS), show_name=False,
+            widgets={"fp_lr": {"type": pn.widgets.EditableFloatSlider, "throttled": True},
+                     "fp_batch_size": {"type": pn.widgets.EditableIntSlider, "throttled": True},
+                     "fp_runs": {"type": pn.widgets.IntSlider, "throttled": True},
+                     "fp_c_max": {"type": pn.widgets.FloatSlider, "throttled": True},
+                     "phi_chains": {"type": pn.widgets.IntSlider, "throttled": True},
+                     "phi_samples": {"type": pn.widgets.IntSlider, "throttled": True},
+                     "fp_dims": list_widget, "phi_lrs": list_widget, "phi_batches": list_widget,
+                     "pl_seed": pn.widgets.IntInput})
+        self._tabs = pn.Tabs(
+            ("Optimal noise (paper 000, Fig. 5)", pn.Column(
+                self._job.controls, self._plot, self._cens,
+                sizing_mode="stretch_width")),
+            ("Power-law escape (paper 003, Fig. 3)", pn.Column(
+                self._pl_job.controls,
+                pn.Row(self._tp_plot, self._phi_plot, sizing_mode="stretch_width"),
+                self._pl_table, sizing_mode="stretch_width")),
+            active=VIEWS.index(self.state.view), dynamic=False, sizing_mode="stretch_width")
+        self._tabs.param.watch(self._on_tab, "active")
         self._widgets = pn.Param(
             self.state, parameters=list(FIELDS), show_name=False,
             widgets={"lr": {"type": pn.widgets.EditableFloatSlider, "throttled": True},
@@ -163,13 +296,15 @@ class EscapePage(Page):
 
     @property
     def sidebar(self):
-        return pn.Column(self._preset_select, self._widgets, sizing_mode="stretch_width")
+        return pn.Column(self._preset_select,
+                         pn.pane.Markdown("**Optimal noise (paper 000)**"), self._widgets,
+                         pn.pane.Markdown("**Power-law escape (paper 003)**"), self._pl_widgets,
+                         sizing_mode="stretch_width")
 
     def __panel__(self):
         return pn.Column(
             pn.pane.Markdown(self.prompt_markdown, sizing_mode="stretch_width"),
             self._alert,
-            pn.Row(self._bar, self._cancel, self._status),
-            self._plot, self._cens,
+            self._tabs,
             sizing_mode="stretch_both",
         )
