@@ -33,6 +33,7 @@ DIMS: dict[str, tuple[str, str]] = {
     "chain": ("independent SGD chain", "1"),
     "draw": ("SGD step of the stationary sample", "steps"),
     "component": ("component of θ ∈ R^d", "1"),
+    "eig": ("eigenvalue index (ascending)", "1"),
 }
 
 #: variables → (long_name, units)
@@ -88,12 +89,24 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "phi_theory": ("φ = 1 + B/(η h*) (paper 003 eq. 17)", "1"),
     "variance": ("stationary E|θ − θ*|²/d of the samples", "1"),
     "variance_exact": ("exact stationary E(θ − θ*)² of discrete SGD (d = 1)", "1"),
+    "train_error": ("training error L = s · mean (f(x_i) − y_i)²", "1"),
+    "generalization_error": ("generalisation error R = E_x (f(x) − T(x))², x ~ N(0, 1)", "1"),
+    "hessian_eigenvalues": ("eigenvalues of the Hessian of L", "1"),
+    "n_positive": ("number of positive Hessian eigenvalues (> 1e-9 × the largest)", "1"),
+    "stage": ("stage: 0 transit, 1 plateau, 2 near-optimal, 3 overfitting", "1"),
+    "distance_optimal": ("distance to the optimal region (up to symmetries)", "1"),
+    "distance_singular": ("distance to the singular region (up to symmetries)", "1"),
 }
 
 #: the reasons coded in ``exit_reason``
 EXIT_NONE, EXIT_BOX, EXIT_DIVERGED = 0, 1, 2
 
 PARAM_NAMES = ("w1", "w2", "v1", "v2")
+
+
+def attrs(name: str) -> dict[str, str]:
+    """``long_name`` and ``units`` of variable ``name`` (for variables added after :func:`dataset`)."""
+    return _attrs(VARIABLES, name)
 
 
 def _attrs(table: Mapping[str, tuple[str, str]], name: str) -> dict[str, str]:
