@@ -124,10 +124,21 @@ def session_scheduler(doc) -> Callable[[Callable[[], None]], None]:
     ``add_callback`` (thread-safe, and it wakes the loop); the loop thread then registers it as
     a next-tick callback of the document. Calling ``doc.add_next_tick_callback`` from the worker
     directly left callbacks waiting until some other event woke the loop (seen: a finished
-    computation shown only many seconds later, or never)."""
+    computation shown only many seconds later, or never).
+
+    The callback runs with Panel's ``state.curdoc`` set to ``doc``, as Panel's own callbacks
+    do: models created without it resolve their stylesheets to the HoloViz CDN."""
     if doc is not None and getattr(doc, "session_context", None) is not None:
+        from panel.io.state import set_curdoc
         from tornado.ioloop import IOLoop
 
         loop = IOLoop.current()
-        return lambda fn: loop.add_callback(doc.add_next_tick_callback, fn)
+
+        def in_doc(fn):
+            def run():
+                with set_curdoc(doc):
+                    fn()
+            doc.add_next_tick_callback(run)
+
+        return lambda fn: loop.add_callback(in_doc, fn)
     return lambda fn: fn()

@@ -8,11 +8,14 @@ each browser session builds its own objects.
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
+
 import numpy as np
 import param
 import xarray as xr
 
-from engine import fa, schema
+from engine import fa, overfit, schema
 
 from .cache import get_cache
 
@@ -406,6 +409,101 @@ class PowerLawParams(param.Parameterized):
         return dict(lr=float(lr), batch_size=int(batch_size), dim=1, n_data=100_000,
                     n_chains=self.phi_chains, n_samples=self.phi_samples, sample_every=100,
                     seed=self.pl_seed, keep_samples=False)
+
+
+RELEASED_DATA = Path(__file__).resolve().parents[1] / "assets" / "paper001_training_set.dat"
+
+
+@lru_cache(maxsize=1)
+def released_dataset() -> tuple[np.ndarray, np.ndarray]:
+    """The training set released with paper 001 (a copy in assets/, identical to
+    ../shared/data — a test checks it): x, y as read-only arrays."""
+    d = np.loadtxt(RELEASED_DATA)
+    x, y = np.ascontiguousarray(d[:, 0]), np.ascontiguousarray(d[:, 1])
+    x.flags.writeable = y.flags.writeable = False
+    return x, y
+
+
+class OverfitParams(param.Parameterized):
+    """The overfitting page (paper 001 §4, Fig. 3; MATH.md §2). L uses MATH.md's ½ convention:
+    the released code's step 0.01 on mean((f − y)²) is η = 0.02 here."""
+
+    label_noise = param.Number(0.2, bounds=(0.0, 2.0), softbounds=(0.0, 1.0), step=0.01,
+                               label="τ (label noise)",
+                               doc="Std of the label noise ξ_i ~ N(0, τ²) of the fixed dataset.")
+    n_data = param.Integer(100, bounds=(5, 2000), softbounds=(10, 1000), step=5, label="n (data points)",
+                           doc="Size of the training set (Fig. 3: 100).")
+    lr = param.Number(0.02, bounds=(1e-4, 10.0), softbounds=(0.001, 0.5), step=0.001,
+                      label="η (learning rate)",
+                      doc="GD step on L = (1/2n) Σ (f − y)² (the released code's 0.01 on "
+                          "mean (f − y)² is 0.02 here).")
+    n_steps = param.Selector(default=2_000_000, objects={"2·10⁴": 20_000, "2·10⁵": 200_000,
+                                                         "2·10⁶": 2_000_000, "10⁷": 10_000_000},
+                             label="GD steps", doc="Fig. 3 runs to 2·10⁶.")
+    seed = param.Integer(6, bounds=(0, 2**31 - 1), softbounds=(0, 100), label="seed",
+                         doc="Seeds the inputs x_i and the noise directions ξ_i (seed 6 shows "
+                             "the whole saddle–saddle–attractor path in 2·10⁶ steps).")
+    teacher = param.Selector(default="2tanh", objects={"2tanh(x)  (paper 001)": "2tanh",
+                                                       "2tanh(x) − tanh(4x)  (paper 000)": "paper000"},
+                             label="teacher T(x)", doc="The target the labels come from.")
+    dataset = param.Selector(default="generated", objects={"generated (n, τ, seed)": "generated",
+                                                          "released with paper 001": "released"},
+                             label="dataset",
+                             doc="The released set has its own n = 100 and τ ≈ 0.2 (teacher 2tanh).")
+    batch_size = param.Selector(default=0, objects={"full batch (GD)": 0, "1": 1, "10": 10, "32": 32},
+                                label="batch size", doc="Full-batch GD (the paper) or mini-batch SGD.")
+    compare_clean = param.Boolean(True, label="also run τ = 0 on the same inputs",
+                                  doc="Fig. 3 a (τ = 0, dashed) beside b (τ > 0).")
+
+    FIELDS = ("label_noise", "n_data", "lr", "n_steps", "seed", "teacher", "dataset",
+              "batch_size", "compare_clean")
+    MAX_WORK = 4e9  # n × steps one request may buy (≈ 25 s on this 2-core machine)
+
+    def capped_steps(self) -> tuple[int, str | None]:
+        """The step count within the work cap, and a notice if it had to be lowered."""
+        n = 100 if self.dataset == "released" else self.n_data
+        if n * self.n_steps <= self.MAX_WORK:
+            return self.n_steps, None
+        ok = [v for v in sorted(self.param.n_steps.objects.values()) if n * v <= self.MAX_WORK]
+        steps = ok[-1] if ok else 20_000
+        return steps, f"n × steps is capped at {self.MAX_WORK:.0e}: running {steps:,} steps."
+
+    def run_inputs(self, clean: bool = False) -> dict:
+        """Canonical inputs of one run (``clean``: the τ = 0 twin on the same inputs)."""
+        released = self.dataset == "released"
+        return dict(dataset=self.dataset, n_data=100 if released else self.n_data,
+                    label_noise=0.0 if clean else (None if released else self.label_noise),
+                    teacher="2tanh" if released else self.teacher,
+                    seed=0 if released else self.seed, lr=self.lr, n_steps=self.capped_steps()[0],
+                    batch_size=self.batch_size or None, loss_scale=0.5)
+
+
+def overfit_run(dataset, n_data, label_noise, teacher, seed, lr, n_steps, batch_size, loss_scale,
+                *, progress=None, cancel=None, on_partial=None) -> xr.Dataset:
+    """One annotated GD run of the overfitting page from its canonical inputs (engine calls
+    only: the data, :func:`engine.overfit.train` from the released initial condition, the
+    stages, and the refined end point in ``attrs``)."""
+    if dataset == "released":
+        x, y = released_dataset()
+        if label_noise == 0.0:
+            y = overfit.teacher_values(x, "2tanh")
+    else:
+        x, y = overfit.make_dataset(n_data, label_noise, teacher, seed)
+    ds = overfit.train(x, y, overfit.RELEASED_THETA0, lr, n_steps, teacher=teacher,
+                       loss_scale=loss_scale, batch_size=batch_size, seed=seed,
+                       chunk_steps=max(10_000, int(3e7 / x.size)), progress=progress,
+                       cancel=cancel, on_partial=on_partial)
+    ds = overfit.annotate(ds, x, y)
+    end = ds.theta.values[-1]
+    if np.all(np.isfinite(end)) and batch_size is None:
+        ref = overfit.refine_minimum(x, y, end, loss_scale)
+        ds.attrs.update(refined_theta=ref["theta"].tolist(), refined_grad_norm=ref["grad_norm"],
+                        refined_eigenvalues=ref["eigenvalues"].tolist(),
+                        refined_train_error=ref["train_error"],
+                        refined_generalization_error=float(
+                            overfit.generalization_error(ref["theta"], teacher)))
+    ds.attrs["one_neuron_optimum"] = overfit.one_neuron_optimum(x, y).tolist()
+    return ds
 
 
 class PhaseParams(param.Parameterized):

@@ -69,6 +69,11 @@ def make_dataset(n_data: int = 100, label_noise: float = 0.2, teacher: str = "2t
     return x, _apply_teacher(x, _teacher_id(teacher)) + tau * xi
 
 
+def teacher_values(x, teacher: str = "2tanh") -> np.ndarray:
+    """T(x) elementwise (exact labels: the τ = 0 twin of a dataset)."""
+    return _apply_teacher(np.asarray(x, dtype=float), _teacher_id(teacher))
+
+
 def generalization_error(theta, teacher: str = "2tanh") -> np.ndarray:
     """R(θ) = E_x[(f(x; θ) − T(x))²], x ~ N(0, 1) (MATH.md §2: no ½), θ (..., 4) → (...)."""
     return 2.0 * population_loss(theta, 1.0, teacher)
@@ -86,28 +91,24 @@ def _data(x, y):
     return x, y
 
 
-def _parts(theta, x):
-    """tanh(w_i x) for θ (R, 4), x (n,) → t1, t2 (R, n)."""
-    return np.tanh(theta[:, :1] * x), np.tanh(theta[:, 1:2] * x)
+def _residuals(theta, x, y):
+    """θ (..., 4) flattened to (R, 4), tanh(w_i x) and the residuals h = f − y, all (R, n)."""
+    x, y = _data(x, y)
+    flat = np.asarray(theta, dtype=float).reshape(-1, 4)
+    t1, t2 = np.tanh(flat[:, :1] * x), np.tanh(flat[:, 1:2] * x)
+    return x, flat, t1, t2, flat[:, 2:3] * t1 + flat[:, 3:4] * t2 - y
 
 
 def training_error(theta, x, y, loss_scale: float = 0.5) -> np.ndarray:
     """L(θ) = s · mean (f(x_i; θ) − y_i)², θ (..., 4) → (...)."""
-    th = np.asarray(theta, dtype=float)
-    x, y = _data(x, y)
-    flat = th.reshape(-1, 4)
-    t1, t2 = _parts(flat, x)
-    h = flat[:, 2:3] * t1 + flat[:, 3:4] * t2 - y
-    return (loss_scale * np.mean(h * h, axis=1)).reshape(th.shape[:-1])
+    *_, h = _residuals(theta, x, y)
+    return (loss_scale * np.mean(h * h, axis=1)).reshape(np.shape(theta)[:-1])
 
 
 def gradient(theta, x, y, loss_scale: float = 0.5) -> np.ndarray:
     """∇L(θ) in closed form, θ (..., 4) → (..., 4)."""
     th = np.asarray(theta, dtype=float)
-    x, y = _data(x, y)
-    flat = th.reshape(-1, 4)
-    t1, t2 = _parts(flat, x)
-    h = flat[:, 2:3] * t1 + flat[:, 3:4] * t2 - y
+    x, flat, t1, t2, h = _residuals(th, x, y)
     c = 2.0 * loss_scale / x.size
     g = np.stack([flat[:, 2] * np.sum(x * h * (1 - t1 * t1), axis=1),
                   flat[:, 3] * np.sum(x * h * (1 - t2 * t2), axis=1),
@@ -118,12 +119,9 @@ def gradient(theta, x, y, loss_scale: float = 0.5) -> np.ndarray:
 def hessian(theta, x, y, loss_scale: float = 0.5) -> np.ndarray:
     """Hessian of L in closed form: 2s · mean(∇f ∇fᵀ + (f − y) ∇²f); θ (..., 4) → (..., 4, 4)."""
     th = np.asarray(theta, dtype=float)
-    x, y = _data(x, y)
-    flat = th.reshape(-1, 4)
+    x, flat, t1, t2, h = _residuals(th, x, y)
     v1, v2 = flat[:, 2:3], flat[:, 3:4]
-    t1, t2 = _parts(flat, x)
     s1, s2 = 1 - t1 * t1, 1 - t2 * t2
-    h = v1 * t1 + v2 * t2 - y
     grad_f = np.stack([v1 * x * s1, v2 * x * s2, t1, t2], axis=1)  # (R, 4, n)
     H = np.einsum("rin,rjn->rij", grad_f, grad_f)
     H[:, 0, 0] += np.sum(h * v1 * x * x * (-2 * t1 * s1), axis=1)
@@ -246,7 +244,8 @@ def record_steps(n_steps: int, record="log", n_log: int = 400) -> np.ndarray:
 
 def train(x, y, theta0, lr, n_steps, teacher: str = "2tanh", loss_scale: float = 0.5,
           record="log", *, batch_size: int | None = None, seed: int = 0, hessian_path: bool = True,
-          chunk_steps: int | None = None, progress=None, cancel=None) -> xr.Dataset:
+          chunk_steps: int | None = None, progress=None, cancel=None,
+          on_partial=None) -> xr.Dataset:
     """Gradient descent on the dataset (x, y) from θ0 (paper 001 §4's 4-D map).
 
     Returns an ``xr.Dataset`` over ``step`` (recorded steps, the last one ``n_steps``) with
@@ -256,7 +255,8 @@ def train(x, y, theta0, lr, n_steps, teacher: str = "2tanh", loss_scale: float =
     ``batch_size``: None = full batch; B < n = mini-batch SGD, B distinct points per step from
     ``seed``. A run that diverges (|θ_i| > 10⁸, inf or NaN) stops: ``attrs['diverged_at']`` is
     the step (−1 if never) and later records are NaN. ``progress(done, total)`` is called
-    between chunks of ``chunk_steps``; ``cancel()`` true stops with ``RuntimeError``.
+    between chunks of ``chunk_steps``, ``on_partial(ds)`` with the records so far (L and R,
+    no Hessian) for streaming views; ``cancel()`` true stops with ``RuntimeError``.
     """
     x, y = _data(x, y)
     th0 = _theta_array(theta0, "theta0").ravel()
@@ -286,9 +286,21 @@ def train(x, y, theta0, lr, n_steps, teacher: str = "2tanh", loss_scale: float =
             progress(done, T)
         if exit_step != -1 or T == 0:
             break
+        if on_partial is not None and done < T:
+            upto = steps <= done
+            on_partial(_assemble(steps[upto], rec[upto], x, y, s, teacher, False,
+                                 dict(teacher=teacher, n_steps=done, partial=1)))
     diverged_at = int(exit_step) if exit_step >= 0 else -1
     if diverged_at >= 0:
         rec[steps >= diverged_at] = np.nan
+    return _assemble(steps, rec, x, y, s, teacher, hessian_path, dict(
+        lr=lr, n_steps=T, teacher=teacher, loss_scale=s, n_data=x.size,
+        batch_size=B if B < x.size else "full", seed=seed, theta0=th0.tolist(),
+        diverged_at=diverged_at, model="fukumizu_amari_dataset_paper001"))
+
+
+def _assemble(steps, rec, x, y, s, teacher, hessian_path, inputs) -> xr.Dataset:
+    """The Dataset of recorded θ with L, R and (optionally) the Hessian spectrum."""
     ok = np.all(np.isfinite(rec), axis=1)
     L = np.full(steps.size, np.nan)
     L[ok] = training_error(rec[ok], x, y, s)
@@ -302,12 +314,8 @@ def train(x, y, theta0, lr, n_steps, teacher: str = "2tanh", loss_scale: float =
         if ok.any():
             ev[ok] = np.linalg.eigvalsh(hessian(rec[ok], x, y, s))
         data["hessian_eigenvalues"] = (("step", "eig"), ev)
-        npos = np.where(ok, positive_count(np.nan_to_num(ev)), -1)
-        data["n_positive"] = (("step",), npos)
+        data["n_positive"] = (("step",), np.where(ok, positive_count(np.nan_to_num(ev)), -1))
         coords["eig"] = np.arange(4)
-    inputs = dict(lr=lr, n_steps=T, teacher=teacher, loss_scale=s, n_data=x.size,
-                  batch_size=B if B < x.size else "full", seed=seed, theta0=th0.tolist(),
-                  diverged_at=diverged_at, model="fukumizu_amari_dataset_paper001")
     return schema.dataset(data, coords, inputs, kind="overfit_train")
 
 

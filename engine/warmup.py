@@ -9,7 +9,7 @@ from functools import lru_cache
 @lru_cache(maxsize=1)
 def compile_all() -> bool:
     """Run a tiny instance of each public computation (idempotent, cheap after the first call)."""
-    from . import escape, fa, linreg, pullback, saddle, stability
+    from . import escape, fa, linreg, overfit, pullback, saddle, stability
 
     th = fa.uniform_initial(600, 1.0, 0)  # ≥ 2 blocks: the parallel kernels too
     for kw in ({}, {"shared_noise": True}, {"n_data": 8, "batch_size": 3}, {"label_noise": 0.1}):
@@ -25,6 +25,9 @@ def compile_all() -> bool:
     escape.escape_times(0.1, n_trajectories=300, max_steps=5)
     linreg.first_passage_times([1.1, 1.2], n_data=50, n_runs=2, max_steps=5)
     linreg.stationary_exponent(n_data=50, n_chains=2, n_samples=3, sample_every=2, burn_in=1)
+    x, y = overfit.make_dataset(12, 0.2)
+    for B in (None, 4):
+        overfit.train(x, y, overfit.RELEASED_THETA0, 0.02, 5, batch_size=B)
     return True
 
 

@@ -151,3 +151,37 @@ def test_list_parameters_from_links_are_validated():
     assert len(notes) == 1 and "99" in notes[0]
     notes = apply_values(p, {"fp_dims": "nothing"}, ("fp_dims",))
     assert p.fp_dims == [2] and "kept" in notes[0]
+
+
+def test_overfit_page_runs_both_twins_and_tau_changes_the_curves():
+    from app.pages.overfit import OverfitPage
+
+    page = OverfitPage(query={"n_steps": "20000", "n_data": "30"})
+    try:
+        _wait(lambda: "complete" in page._job.status.object)
+        assert len(page._runs) == 2  # τ = 0.2 and its τ = 0 twin
+        noisy, clean = page._runs
+        np.testing.assert_array_equal(noisy.step.values, clean.step.values)
+        assert not np.allclose(noisy.train_error.values, clean.train_error.values)
+        before = noisy.generalization_error.values.copy()
+        page.state.label_noise = 0.5
+        _wait(lambda: "complete" in page._job.status.object and page._runs
+              and not page._runs[0].attrs.get("partial")
+              and not np.allclose(page._runs[0].generalization_error.values, before))
+        assert "R is smallest" in page._summary.object
+    finally:
+        page.cleanup()
+
+
+def test_overfit_page_caps_work_and_reports_divergence():
+    from app.pages.overfit import OverfitPage
+
+    page = OverfitPage(query={"n_data": "2000", "n_steps": "10000000", "lr": "10",
+                              "compare_clean": "false"})
+    try:
+        assert "capped" in page.notices_markdown()
+        _wait(lambda: "complete" in page._job.status.object)
+        assert page._runs[0].attrs["n_steps"] == 2_000_000
+        assert "diverged at step" in page._summary.object
+    finally:
+        page.cleanup()

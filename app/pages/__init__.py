@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .about import AboutPage
 from .escape import EscapePage
+from .overfit import OverfitPage
 from .phases import PhasesPage
 from .stability import StabilityPage
 from .trajectories import TrajectoriesPage
@@ -13,6 +14,7 @@ PAGES = {
     "stability": ("Stability maps & pullback", StabilityPage),
     "phases": ("Phase diagrams (paper 002)", PhasesPage),
     "escape": ("Escape times (papers 000, 003)", EscapePage),
+    "overfit": ("Overfitting under label noise (paper 001)", OverfitPage),
     "about": ("About SGD Atlas", AboutPage),
 }
 DEFAULT_PAGE = "trajectories"

@@ -144,10 +144,12 @@ class ProgressiveJob:
     """A list of cached computations run in the background and shown as each one finishes.
 
     Owns a progress bar, a status line and a cancel button (:attr:`controls`). ``run(tasks)``
-    with tasks ``(kind, kwargs, fn)`` computes ``fn(**kwargs, cancel=...)`` through the shared
-    cache, one after the other, and calls ``on_results(list_so_far)`` on the session's loop
-    after each; a new ``run`` supersedes the old one (latest wins). When all are done the
-    status carries ``<span id=done_id>`` (browser tests wait for it).
+    with tasks ``(kind, kwargs, fn)`` computes ``fn(**kwargs, cancel=..., progress=...)``
+    through the shared cache, one after the other, and calls ``on_results(list_so_far)`` on the
+    session's loop after each; a new ``run`` supersedes the old one (latest wins). With
+    ``streaming=True`` the functions also get ``on_partial(ds)`` and a partial result is shown
+    as the last entry while it grows. When all are done the status carries
+    ``<span id=done_id>`` (browser tests wait for it).
     """
 
     def __init__(self, page: Page, on_results, unit: str, done_id: str):
@@ -161,18 +163,23 @@ class ProgressiveJob:
         self.cancel_button.on_click(self.cancel)
         self.controls = pn.Row(self.bar, self.cancel_button, self.status)
 
-    def run(self, tasks: list[tuple[str, dict, object]]) -> None:
+    def run(self, tasks: list[tuple[str, dict, object]], streaming: bool = False) -> None:
         self._on_results([])
         self.bar.value, self.bar.visible, self.cancel_button.disabled = 0, True, False
         self.status.object = "computing…"
 
         def work(ctx):
             done = []  # every report carries all results so far (reports may be throttled)
+            n = len(tasks)
             for i, (kind, kw, fn) in enumerate(tasks):
                 ctx.check()
+                extra = dict(cancel=lambda: ctx.cancelled,
+                             progress=lambda d, t, i=i: ctx.progress(i + d / max(t, 1), n, list(done)))
+                if streaming:
+                    extra["on_partial"] = lambda ds: ctx.progress(i + 0.5, n, list(done) + [ds])
                 done.append(get_cache().get_or_compute(
-                    kind, kw, lambda fn=fn, kw=kw: fn(**kw, cancel=lambda: ctx.cancelled)))
-                ctx.progress(i + 1, len(tasks), list(done))
+                    kind, kw, lambda fn=fn, kw=kw, extra=extra: fn(**kw, **extra)))
+                ctx.progress(i + 1, n, list(done))
             return done
 
         self._slot.submit(work, self._done, self._error)
@@ -180,7 +187,7 @@ class ProgressiveJob:
     def _progress(self, done, total, results):
         self._on_results(results)
         self.bar.value = int(100 * done / total)
-        self.status.object = f"{done} of {total} {self._unit}"
+        self.status.object = f"{done:.3g} of {total} {self._unit}"
 
     def _done(self, results):
         self._on_results(results)
