@@ -267,7 +267,7 @@ def train(x, y, theta0, lr, n_steps, teacher: str = "2tanh", loss_scale: float =
     T = _count(n_steps, "n_steps")
     if T > MAX_STEPS:
         raise ValueError(f"n_steps must be ≤ {MAX_STEPS:,}; got {T:,}.")
-    c4 = _teacher_id(teacher)
+    _teacher_id(teacher)  # an unknown teacher is rejected here, before any work
     B = x.size if batch_size is None else _count(batch_size, "batch_size", 1)
     seed = _seed(seed)
     steps = record_steps(T, record)
