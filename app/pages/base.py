@@ -187,7 +187,7 @@ class ProgressiveJob:
     def _progress(self, done, total, results):
         self._on_results(results)
         self.bar.value = int(100 * done / total)
-        self.status.object = f"{done:.3g} of {total} {self._unit}"
+        self.status.object = f"{int(done)} of {total} {self._unit} done"
 
     def _done(self, results):
         self._on_results(results)
