@@ -502,7 +502,6 @@ def overfit_run(dataset, n_data, label_noise, teacher, seed, lr, n_steps, batch_
                         refined_train_error=ref["train_error"],
                         refined_generalization_error=float(
                             overfit.generalization_error(ref["theta"], teacher)))
-    ds.attrs["one_neuron_optimum"] = overfit.one_neuron_optimum(x, y).tolist()
     return ds
 
 

@@ -456,7 +456,8 @@ def annotate(ds: xr.Dataset, x, y, radius: float = 0.25) -> xr.Dataset:
     * 'plateau' — within ``radius`` of the singular region Θ̄_{0→2}(0) ∪ Θ̄_{1→2}(O_1);
     * 'transit' otherwise.
 
-    Adds ``stage`` (codes into :data:`STAGES`) and the two distances.
+    Adds ``stage`` (codes into :data:`STAGES`), the two distances and
+    ``attrs['one_neuron_optimum']`` (O₁ = (w°, v°)).
     """
     th = ds.theta.values
     teacher = ds.attrs["teacher"]
@@ -464,7 +465,8 @@ def annotate(ds: xr.Dataset, x, y, radius: float = 0.25) -> xr.Dataset:
     d_opt = np.full(th.shape[0], np.nan)
     d_sing = np.full(th.shape[0], np.nan)
     d_opt[ok] = distance_to_optimal(th[ok], teacher)
-    d_sing[ok] = distance_to_singular(th[ok], one_neuron_optimum(x, y))
+    o1 = one_neuron_optimum(x, y)
+    d_sing[ok] = distance_to_singular(th[ok], o1)
     stage = np.zeros(th.shape[0], dtype=np.int8)
     stage[ok & (d_sing < radius)] = 1
     stage[ok & (d_opt < radius)] = 2
@@ -479,4 +481,5 @@ def annotate(ds: xr.Dataset, x, y, radius: float = 0.25) -> xr.Dataset:
     out = ds.copy()
     for name, arr in (("stage", stage), ("distance_optimal", d_opt), ("distance_singular", d_sing)):
         out[name] = (("step",), arr, schema.attrs(name))
+    out.attrs["one_neuron_optimum"] = o1.tolist()
     return out
