@@ -284,7 +284,8 @@ def first_passage_times(c, lr: float = 0.1, batch_size: int = 1, dim: int = 1,
     over ``c`` the censoring-aware summaries of :func:`engine.escape.summarise`. Attributes:
     ``h_star``, ``loss_star``, ``theory_slope`` = B/(η h*) + 1 − d/2, and ``fitted_slope`` ±
     ``fitted_slope_se`` — weighted least squares of log mean t_p on log c over the uncensored
-    c ≥ ``fit_from`` (default: the upper half of the c range, where the power law is asymptotic).
+    c ≥ ``fit_from`` (default: the upper half of the c range, where the power law is asymptotic;
+    the value used is ``attrs['fit_from']``).
     """
     cs = np.atleast_1d(np.asarray(c, dtype=float))
     if cs.ndim != 1 or cs.size == 0 or not np.all(np.isfinite(cs)) or np.any(cs <= 1):
@@ -310,33 +311,38 @@ def first_passage_times(c, lr: float = 0.1, batch_size: int = 1, dim: int = 1,
     cens = hit < 0
     times = np.where(cens, cap, hit).T  # (c, run)
     summ = [summarise(times[k], cens.T[k], cap) for k in range(cs.size)]
+    table = {k: np.array([s[k] for s in summ]) for k in summ[0]}
+    table["mean_time_se"] = (table["mean_ci_high"] - table["mean_ci_low"]) / 3.92  # 95 % CI
     h_star = reg.h_star
-    slope, slope_se = _fit_slope(cs, summ, fit_from)
+    if fit_from is None:  # the upper half of the c range (log scale)
+        fit_from = float(np.sqrt(cs.min() * cs.max()))
+    slope, slope_se = _fit_slope(cs, table, fit_from)
     data = {
         "passage_time": (("c", "run"), times),
         "censored": (("c", "run"), cens.T),
         "diverged": (("run",), diverged),
-        **{k: (("c",), np.array([s[k] for s in summ])) for k in summ[0]},
-        "mean_time_se": (("c",), np.array([(s["mean_ci_high"] - s["mean_ci_low"]) / 3.92
-                                            for s in summ])),
+        **{k: (("c",), v) for k, v in table.items()},
     }
     inputs = dict(lr=lr, batch_size=B, dim=reg.x.shape[1], n_data=reg.x.shape[0], n_runs=n,
                   max_steps=cap, seed=seed, model="linear_regression_paper003",
                   h_star=h_star, h_min=float(reg.eigenvalues[0]), loss_star=reg.loss_star,
                   theory_slope=theory_slope(lr, B, h_star, reg.x.shape[1]),
                   fitted_slope=slope, fitted_slope_se=slope_se,
-                  fit_from=np.nan if fit_from is None else float(fit_from))
+                  fit_from=float(fit_from))
     return schema.dataset(data, {"c": cs, "run": np.arange(n)}, inputs, kind="first_passage")
 
 
-def _fit_slope(cs, summ, fit_from):
+def fit_points(cs, table, fit_from) -> np.ndarray:
+    """The thresholds a slope is fitted on: c ≥ ``fit_from``, mean not censored, mean > 0."""
+    return ((np.asarray(cs) >= fit_from * (1 - 1e-12)) & ~table["mean_is_lower_bound"].astype(bool)
+            & (table["mean_time"] > 0))
+
+
+def _fit_slope(cs, table, fit_from):
     """Weighted least squares of log E[t_p] on log c (weights from the standard errors)."""
     cs = np.asarray(cs, dtype=float)
-    lo = np.exp(0.5 * (np.log(cs.min()) + np.log(cs.max()))) if fit_from is None else fit_from
-    m = np.array([s["mean_time"] for s in summ])
-    se = np.array([(s["mean_ci_high"] - s["mean_ci_low"]) / 3.92 for s in summ])
-    ok = (cs >= lo * (1 - 1e-12)) & np.array([not s["mean_is_lower_bound"] for s in summ]) \
-        & (m > 0) & (se > 0)
+    m, se = table["mean_time"], table["mean_time_se"]
+    ok = fit_points(cs, table, fit_from) & (se > 0)
     if ok.sum() < 3:
         return np.nan, np.nan
     xs, ys, sy = np.log(cs[ok]), np.log(m[ok]), se[ok] / m[ok]

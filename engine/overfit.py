@@ -174,10 +174,10 @@ def _sums(xb, yb, t1, t2, v1, v2):
 
 
 @njit(**_JIT)
-def _gd(x, y, theta0, lr, loss_scale, n_steps, step0, B, key, rec_steps, rec_theta, stop):
+def _gd(x, y, theta0, lr, loss_scale, n_steps, step0, B, key, rec_steps, rec_theta):
     """GD (B ≥ n) or mini-batch SGD from θ at step ``step0`` to ``step0 + n_steps``; θ_t into
     rec_theta[k] for every t = rec_steps[k] in range. Returns (θ, exit step or −1).
-    ``stop[0]`` set by another thread ends the run early (cancel): exit step −2."""
+    Cancellation happens between calls (:func:`train` runs in chunks)."""
     n = x.size
     full = B >= n
     nb = n if full else B
@@ -195,8 +195,6 @@ def _gd(x, y, theta0, lr, loss_scale, n_steps, step0, B, key, rec_steps, rec_the
         if k < rec_steps.size and rec_steps[k] == t:
             rec_theta[k, 0], rec_theta[k, 1], rec_theta[k, 2], rec_theta[k, 3] = w1, w2, v1, v2
             k += 1
-        if (t & 0xFFFF) == 0 and stop[0]:
-            return np.array([w1, w2, v1, v2]), -2
         if not full:
             _choose(key, t * B, n, B, idx, perm)
             for q in range(nb):
@@ -273,14 +271,13 @@ def train(x, y, theta0, lr, n_steps, teacher: str = "2tanh", loss_scale: float =
     steps = record_steps(T, record)
     rec = np.full((steps.size, 4), np.nan)
     key = stream_key(seed, _S_OF_BATCH, 0)
-    stop = np.zeros(1, dtype=np.bool_)
     chunk = T if chunk_steps is None else max(_count(chunk_steps, "chunk_steps", 1), 1)
     theta, done, exit_step = th0.copy(), 0, -1
     while done < T or T == 0:
         if cancel is not None and cancel():
             raise RuntimeError("cancelled")
         m = min(chunk, T - done)
-        theta, exit_step = _gd(x, y, theta, lr, s, m, done, B, key, steps, rec, stop)
+        theta, exit_step = _gd(x, y, theta, lr, s, m, done, B, key, steps, rec)
         done += m
         if progress is not None:
             progress(done, T)

@@ -190,7 +190,8 @@ class EscapePage(Page):
                 hv.Scatter((cs[lb], m[lb]), "c", "t_p").opts(color=col, marker="triangle", size=9),
             ]
             # the theory slope through the points of the fit (intercept by least squares)
-            use = ok & (m > 0) & (cs >= np.sqrt(cs.min() * cs.max()) * (1 - 1e-12))
+            use = linreg.fit_points(cs, {v: ds[v].values for v in ("mean_time", "mean_is_lower_bound")},
+                                    ds.attrs["fit_from"])
             if use.sum() >= 2:
                 a = np.mean(np.log(m[use]) - th * np.log(cs[use]))
                 xs = cs[use]
