@@ -10,14 +10,48 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 import param
 import xarray as xr
 
-from engine import fa, overfit, schema
+from engine import escape, fa, linreg, overfit, saddle, schema, stability
 
+from . import sweeps
 from .cache import get_cache
+
+
+class Task(NamedTuple):
+    """One expensive, cached result: ``fn(**inputs)`` stored under ``(kind, inputs)``.
+
+    ``name`` is its place in an export (a netCDF group); tasks that share a name and a
+    ``concat`` dimension are points of one curve and are joined along it (:func:`assemble`).
+    Pages, the command line and the presets prewarm all compute through these.
+    """
+
+    kind: str
+    inputs: dict
+    fn: Callable[..., xr.Dataset]
+    name: str
+    concat: str | None = None
+
+
+def assemble(pairs: list[tuple[Task, xr.Dataset]]) -> dict[str, xr.Dataset]:
+    """``{name: Dataset}`` for an export: points of one curve joined along their dimension."""
+    groups: dict[str, list[tuple[Task, xr.Dataset]]] = {}
+    for task, ds in pairs:
+        if ds is not None:
+            groups.setdefault(task.name, []).append((task, ds))
+    out = {}
+    for name, items in groups.items():
+        dim = items[0][0].concat
+        if dim is None or len(items) == 1:
+            out[name] = items[-1][1]
+        else:
+            out[name] = xr.concat([ds for _, ds in items], dim=dim,
+                                  combine_attrs="drop_conflicts").sortby(dim)
+    return out
 
 TEACHER_LABELS = {
     "2tanh(x) − tanh(4x)  (paper 000)": "paper000",
@@ -83,6 +117,13 @@ class EnsembleParams(ModelParams):
                           label="spread",
                           doc="Half-width of the uniform perturbation of each coordinate around "
                               "the starting point; 0 starts exactly on M_wv, where SGD stays.")
+
+    def tasks(self, n_steps: int = 10_000, n_records: int = 200) -> list[Task]:
+        """The whole ensemble run for ``n_steps`` (the command line's trajectories dataset)."""
+        n_steps = int(np.clip(n_steps, 1, 10_000_000))
+        inputs = dict(self.engine_kwargs(), theta0=self.initial_conditions(), n_steps=n_steps,
+                      record_every=max(1, n_steps // max(int(n_records), 1)))
+        return [Task("fa_ensemble", inputs, fa.run_ensemble, "trajectories")]
 
     def initial_conditions(self) -> np.ndarray:
         """(n_trajectories, 4) starting points drawn from the seed."""
@@ -326,6 +367,17 @@ class StabilityParams(InputParams):
         return dict(sigma2=self.sigma2, pullback_time=self.pullback_time, lr=self.lr,
                     n_points=self.pullback_points, seed=self.seed)
 
+    def pi_map_task(self) -> Task:
+        """The cheap π maps alone (no Lyapunov exponents): shown first, and what the
+        trajectories page's "where am I" inset reuses."""
+        small = dict(self.map_inputs(), lr=None, lyapunov_steps=0, moments=False)
+        return Task("stability_map", small, stability.attracting_map, "pi_map")
+
+    def tasks(self) -> list[Task]:
+        return [self.pi_map_task(),
+                Task("stability_map", self.map_inputs(), stability.attracting_map, "stability_map"),
+                Task("pullback_cloud", self.pullback_inputs(), sweeps.pullback_cloud, "pullback_cloud")]
+
 
 class EscapeParams(param.Parameterized):
     """The escape-time page (paper 000 §4.2, Fig. 5)."""
@@ -354,6 +406,11 @@ class EscapeParams(param.Parameterized):
         """Keyword arguments of :func:`engine.escape.escape_times` for one σ²."""
         return dict(sigma2=float(sigma2), lr=self.lr, batch_size=self.batch_size,
                     n_trajectories=self.n_trajectories, max_steps=self.max_steps, seed=self.seed)
+
+    def tasks(self) -> list[Task]:
+        """One cached point of Fig. 5 per σ² (they run side by side on a cluster)."""
+        return [Task("escape_times", self.point_inputs(v), escape.escape_times, "fig5", "sigma2")
+                for v in self.sigma2_values()]
 
 
 class PowerLawParams(param.Parameterized):
@@ -409,6 +466,14 @@ class PowerLawParams(param.Parameterized):
         return dict(lr=float(lr), batch_size=int(batch_size), dim=1, n_data=100_000,
                     n_chains=self.phi_chains, n_samples=self.phi_samples, sample_every=100,
                     seed=self.pl_seed, keep_samples=False)
+
+    def tasks(self) -> list[Task]:
+        """t_p curves per d (Fig. 3b), then φ per (η, B) (Fig. 3a)."""
+        return ([Task("first_passage", self.passage_inputs(d), linreg.first_passage_times,
+                      f"first_passage/d{int(d)}") for d in self.fp_dims]
+                + [Task("stationary_exponent", self.phi_inputs(lr, b), linreg.stationary_exponent,
+                        f"stationary_exponent/lr{lr:g}_B{int(b)}")
+                   for lr in self.phi_lrs for b in self.phi_batches])
 
 
 RELEASED_DATA = Path(__file__).resolve().parents[1] / "assets" / "paper001_training_set.dat"
@@ -477,6 +542,13 @@ class OverfitParams(param.Parameterized):
                     seed=0 if released else self.seed, lr=self.lr, n_steps=self.capped_steps()[0],
                     batch_size=self.batch_size or None, loss_scale=0.5)
 
+    def tasks(self) -> list[Task]:
+        """The run at τ, and its τ = 0 twin when asked for (Fig. 3 a beside b)."""
+        tasks = [Task("overfit_run", self.run_inputs(), overfit_run, "run")]
+        if self.compare_clean and not (self.dataset == "generated" and self.label_noise == 0):
+            tasks.append(Task("overfit_run", self.run_inputs(clean=True), overfit_run, "run_tau0"))
+        return tasks
+
 
 def overfit_run(dataset, n_data, label_noise, teacher, seed, lr, n_steps, batch_size, loss_scale,
                 *, progress=None, cancel=None, on_partial=None) -> xr.Dataset:
@@ -539,6 +611,53 @@ class PhaseParams(param.Parameterized):
         mu = m0 + (np.arange(n) + 0.5) * (m1 - m0) / n
         return lr, mu
 
+    def map_task(self) -> Task:
+        """The λ–μ map (Prop. 1), in blocks of η rows (:func:`app.sweeps.phase_map`)."""
+        lr, mu = self.grid()
+        inputs = dict(lr=lr, mu=mu, batch_size=self.batch_size, n_data=self.n_data or None,
+                      seed=self.seed)
+        return Task("saddle_lyapunov", inputs, sweeps.phase_map, "lambda_mu")
+
+    def s_map_tasks(self) -> list[Task]:
+        """The λ–S map at ``mu_for_s`` (Fig. 9 right): one column of η per S in S_VALUES."""
+        lo, hi = self.log_lr_range
+        lr = 10.0 ** np.linspace(lo, hi, 96)
+        return [Task("saddle_lyapunov", dict(lr=lr, mu=float(self.mu_for_s), batch_size=int(S)),
+                     saddle.lyapunov_exponents, "lambda_S", "batch_size") for S in S_VALUES]
+
+    @staticmethod
+    def fig2_task() -> Task:
+        """Fig. 2 right: the Lyapunov exponent of Π(I − ηĤ_t) against η."""
+        inputs = dict(lr=np.geomspace(1e-3, 1.0, 30), n_runs=800, max_steps=5000, seed=0)
+        return Task("random_product_lyapunov", inputs, saddle.random_product_lyapunov, "fig2_right")
+
+    def tasks(self) -> list[Task]:
+        return [self.map_task(), *self.s_map_tasks(), self.fig2_task()]
+
+
+LOG2_S = (np.arange(48) + 0.5) * 6.0 / 48  # uniform rows in log2 S ∈ [0, 6] of the λ–S map …
+S_VALUES = np.unique(np.round(2.0**LOG2_S).astype(int))  # … each computed at its nearest S
+
 
 def m_has_dataset(model: ModelParams) -> bool:
     return bool(model.n_data)
+
+
+#: the state objects behind each page (attribute name -> class): what the command line builds
+#: to compute a page's datasets without a browser
+PAGE_STATES: dict[str, dict[str, type]] = {
+    "trajectories": {"model": EnsembleParams},
+    "stability": {"state": StabilityParams},
+    "phases": {"state": PhaseParams},
+    "escape": {"state": EscapeParams, "powerlaw": PowerLawParams},
+    "overfit": {"state": OverfitParams},
+}
+
+
+def page_tasks(slug: str, states: dict[str, param.Parameterized], **options) -> list[Task]:
+    """Every expensive result of a page for its current values (both escape tabs)."""
+    if slug not in PAGE_STATES:
+        raise ValueError(f"unknown page {slug!r}; pages with datasets: {', '.join(PAGE_STATES)}")
+    if slug == "trajectories":
+        return states["model"].tasks(**options)
+    return [t for obj in states.values() for t in obj.tasks()]

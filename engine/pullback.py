@@ -43,11 +43,15 @@ def pullback_cloud(sigma2: float, pullback_time: int, lr: float = 0.1, n_points:
                    distance: float = 0.1, teacher: str = "paper000", seed: int = 0,
                    chunk_steps: int = 2_000,
                    progress: Callable[[int, int], None] | None = None,
-                   cancel: Callable[[], bool] | None = None) -> xr.Dataset:
+                   cancel: Callable[[], bool] | None = None, *, first: int = 0) -> xr.Dataset:
     """The pullback cloud at time 0 of paths started at −``pullback_time``.
 
     Runs in chunks of ``chunk_steps``: ``progress(done, total)`` is called after each, and
     the run stops with :class:`Cancelled` as soon as ``cancel()`` returns true.
+
+    ``first`` computes paths ``first … first + n_points − 1`` of the cloud only: every path
+    sees the same shared noise and its own initial condition, so clouds computed in pieces and
+    joined by :func:`combine_clouds` equal the cloud computed at once, bit for bit.
 
     Returns an ``xr.Dataset`` with ``cloud`` (trajectory, param), ``distance`` (trajectory)
     and the scalar ``trapped_fraction`` (distance < ``distance``).
@@ -58,7 +62,8 @@ def pullback_cloud(sigma2: float, pullback_time: int, lr: float = 0.1, n_points:
     n = _count(n_points, "n_points", 1)
     d = _positive(distance, "distance")
     seed = _seed(seed)
-    theta = uniform_initial(n, 1.0, seed)
+    first = _count(first, "first", 0)
+    theta = uniform_initial(first + n, 1.0, seed)[first:]
     exit_step = np.full(n, -1)
     done = 0
     chunk = _count(chunk_steps, "chunk_steps", 1)
@@ -80,10 +85,31 @@ def pullback_cloud(sigma2: float, pullback_time: int, lr: float = 0.1, n_points:
         "exit_step": (("trajectory",), exit_step),
         "trapped_fraction": ((), np.mean(dist < d)),
     }
-    coords = {"trajectory": np.arange(n), "param": np.array(schema.PARAM_NAMES)}
+    coords = {"trajectory": np.arange(first, first + n), "param": np.array(schema.PARAM_NAMES)}
     inputs = dict(sigma2=float(sigma2), pullback_time=tau, lr=float(lr), n_points=n,
                   distance=d, teacher=teacher, seed=seed, horizon=HORIZON)
-    return schema.dataset(data, coords, inputs, kind="pullback_cloud")
+    ds = schema.dataset(data, coords, inputs, kind="pullback_cloud")
+    if first:
+        ds.attrs["first_path"] = first
+    return ds
+
+
+def combine_clouds(parts: list[xr.Dataset]) -> xr.Dataset:
+    """Join pieces of one cloud (``first`` = 0, k, 2k, …; see :func:`pullback_cloud`) into the
+    cloud of all their paths: equal to computing it at once."""
+    if not parts:
+        raise ValueError("no pieces to combine")
+    parts = sorted(parts, key=lambda p: int(p.trajectory.values[0]))
+    out = xr.concat([p.drop_vars("trapped_fraction") for p in parts], dim="trajectory",
+                    data_vars="minimal", coords="minimal", compat="override",
+                    combine_attrs="override")
+    if not np.array_equal(out.trajectory.values, np.arange(out.sizes["trajectory"])):
+        raise ValueError("the pieces do not cover paths 0 … n − 1 exactly once")
+    out["trapped_fraction"] = ((), np.mean(out.distance.values < out.attrs["distance"]),
+                               parts[0].trapped_fraction.attrs)
+    out.attrs = {k: v for k, v in out.attrs.items() if k != "first_path"}
+    out.attrs["n_points"] = int(out.sizes["trajectory"])
+    return out
 
 
 def pullback_clouds(sigma2: float, pullback_times=(1_000, 10_000, 30_000, 100_000), **kwargs) -> xr.Dataset:

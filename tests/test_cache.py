@@ -88,3 +88,119 @@ def test_a_failed_computation_is_not_cached_and_waiters_retry():
     with pytest.raises(RuntimeError):
         cache.get_or_compute("k", {"f": 1}, lambda: (_ for _ in ()).throw(RuntimeError("boom")))
     assert cache.get_or_compute("k", {"f": 1}, lambda: _ds(2)).sizes["x"] == 2
+
+
+# -- the disk layer ----------------------------------------------------------------------------
+
+def _engine_ds(fill: float) -> xr.Dataset:
+    """A Dataset with the attrs engine results carry (bools, None, dicts, lists)."""
+    return xr.Dataset({"a": ("x", np.full(4, fill)), "ok": ("x", np.array([True, False, True, True]))},
+                      attrs={"inputs": {"lr": 0.1, "n_data": None}, "diverged": False,
+                             "refined": [[1.0, 2.0], [3.0, 4.0]], "name": "run"})
+
+
+def test_a_restarted_server_starts_warm_from_disk(tmp_path):
+    first = DatasetCache(directory=tmp_path)
+    ds = first.get_or_compute("k", {"a": 1}, lambda: _engine_ds(2.0))
+    files = list(tmp_path.rglob("k-*.nc"))
+    assert len(files) == 1 and files[0] == first.path("k", {"a": 1})
+
+    restarted = DatasetCache(directory=tmp_path)  # a new process: empty memory, same folder
+    calls = []
+    again = restarted.get_or_compute("k", {"a": 1}, lambda: calls.append(1) or _engine_ds(0.0))
+    assert calls == [] and (restarted.disk_hits, restarted.misses) == (1, 1)
+    xr.testing.assert_identical(ds, again)
+    assert again.attrs["inputs"] == {"lr": 0.1, "n_data": None} and again.attrs["diverged"] is False
+    assert again.ok.dtype == bool
+    restarted.get_or_compute("k", {"a": 1}, lambda: calls.append(1) or _engine_ds(0.0))
+    assert restarted.hits == 1 and calls == []  # now from memory
+
+
+def test_engine_version_change_invalidates_the_disk_and_prunes_old_results(tmp_path, monkeypatch):
+    import engine
+
+    DatasetCache(directory=tmp_path).get_or_compute("k", {"a": 1}, lambda: _engine_ds(1.0))
+    old_dir = next(tmp_path.iterdir())
+    unrelated = tmp_path / "notes"  # not a version folder: never touched
+    unrelated.mkdir()
+    monkeypatch.setattr(engine, "__version__", "9.9.9")
+    cache = DatasetCache(directory=tmp_path)
+    assert not old_dir.exists() and unrelated.exists()
+    calls = []
+    cache.get_or_compute("k", {"a": 1}, lambda: calls.append(1) or _engine_ds(1.0))
+    assert calls == [1]
+    assert cache.path("k", {"a": 1}).parent.name.startswith("9.9.9+")
+
+
+def test_the_disk_stays_under_its_budget_least_recently_used_first(tmp_path):
+    one = len(__import__("app.ncio", fromlist=["to_bytes"]).to_bytes(_engine_ds(0.0)))
+    cache = DatasetCache(directory=tmp_path, disk_bytes=3 * one + one // 2)
+    for i in range(3):
+        cache.get_or_compute("k", {"i": i}, lambda: _engine_ds(float(i)))
+        time.sleep(0.02)  # distinct modification times
+    fresh = DatasetCache(directory=tmp_path, disk_bytes=cache.disk_bytes)
+    fresh.get_or_compute("k", {"i": 0}, lambda: _engine_ds(-1.0))  # read from disk: now recent
+    time.sleep(0.02)
+    fresh.get_or_compute("k", {"i": 3}, lambda: _engine_ds(3.0))
+    assert fresh.disk_usage() <= fresh.disk_bytes
+    assert not fresh.path("k", {"i": 1}).exists()  # the least recently used one went
+    assert fresh.path("k", {"i": 0}).exists() and fresh.path("k", {"i": 3}).exists()
+
+
+def test_a_damaged_file_is_recomputed_not_served(tmp_path):
+    cache = DatasetCache(directory=tmp_path)
+    cache.get_or_compute("k", {"a": 1}, lambda: _engine_ds(1.0))
+    cache.path("k", {"a": 1}).write_bytes(b"\x89HDF half a file")
+    fresh = DatasetCache(directory=tmp_path)
+    ds = fresh.get_or_compute("k", {"a": 1}, lambda: _engine_ds(5.0))
+    assert float(ds.a[0]) == 5.0 and fresh.disk_hits == 0
+    assert DatasetCache(directory=tmp_path).get_or_compute(
+        "k", {"a": 1}, lambda: _engine_ds(7.0)).a[0] == 5.0  # rewritten whole
+
+
+def test_kinds_cannot_name_paths(tmp_path):
+    cache = DatasetCache(directory=tmp_path)
+    for kind in ("../x", "a/b", "", "K"):
+        with pytest.raises(ValueError):
+            cache.get_or_compute(kind, {}, lambda: _engine_ds(0.0))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_concurrent_sessions_and_two_processes_sharing_a_folder(tmp_path):
+    """12 sessions (threads) on two caches over one folder (two server processes) ask for 4
+    keys in random order: each key is computed at most once per process, every session sees
+    the right values, and the folder holds exactly the 4 files, all readable."""
+    caches = [DatasetCache(directory=tmp_path), DatasetCache(directory=tmp_path)]
+    calls = {0: [], 1: []}
+    lock = threading.Lock()
+    errors, rng = [], np.random.default_rng(0)
+    orders = [rng.permutation(4) for _ in range(12)]
+
+    def session(j):
+        c = j % 2
+        try:
+            for i in orders[j]:
+                def compute(i=int(i)):
+                    with lock:
+                        calls[c].append(i)
+                    time.sleep(0.05)
+                    return _engine_ds(float(i))
+                ds = caches[c].get_or_compute("k", {"i": int(i)}, compute)
+                assert float(ds.a[0]) == i
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=(j,)) for j in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for c in (0, 1):
+        assert sorted(calls[c]) == sorted(set(calls[c]))  # no key twice in one process
+    assert len(calls[0]) + len(calls[1]) >= 4
+    files = sorted(tmp_path.rglob("*.nc"))
+    assert len(files) == 4 and not list(tmp_path.rglob(".tmp-*"))
+    fresh = DatasetCache(directory=tmp_path)
+    for i in range(4):
+        assert float(fresh.get_or_compute("k", {"i": i}, lambda: _engine_ds(-1.0)).a[0]) == i

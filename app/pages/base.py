@@ -8,7 +8,7 @@ import html
 import panel as pn
 import param
 
-from ..cache import get_cache
+from .. import sweeps
 from ..jobs import JobSlot, session_scheduler
 from ..presets import load_presets
 from ..urlstate import apply_values
@@ -149,7 +149,9 @@ class ProgressiveJob:
     session's loop after each; a new ``run`` supersedes the old one (latest wins). With
     ``streaming=True`` the functions also get ``on_partial(ds)`` and a partial result is shown
     as the last entry while it grows. When all are done the status carries
-    ``<span id=done_id>`` (browser tests wait for it).
+    ``<span id=done_id>`` (browser tests wait for it). Tasks go through
+    :func:`app.sweeps.run_tasks`: on a Dask cluster, when one is configured, they run side by
+    side.
     """
 
     def __init__(self, page: Page, on_results, unit: str, done_id: str):
@@ -163,24 +165,22 @@ class ProgressiveJob:
         self.cancel_button.on_click(self.cancel)
         self.controls = pn.Row(self.bar, self.cancel_button, self.status)
 
-    def run(self, tasks: list[tuple[str, dict, object]], streaming: bool = False) -> None:
+    def run(self, tasks: list, streaming: bool = False) -> None:
         self._on_results([])
         self.bar.value, self.bar.visible, self.cancel_button.disabled = 0, True, False
         self.status.object = "computing…"
 
         def work(ctx):
-            done = []  # every report carries all results so far (reports may be throttled)
-            n = len(tasks)
-            for i, (kind, kw, fn) in enumerate(tasks):
-                ctx.check()
-                extra = dict(cancel=lambda: ctx.cancelled,
-                             progress=lambda d, t, i=i: ctx.progress(i + d / max(t, 1), n, list(done)))
-                if streaming:
-                    extra["on_partial"] = lambda ds: ctx.progress(i + 0.5, n, list(done) + [ds])
-                done.append(get_cache().get_or_compute(
-                    kind, kw, lambda fn=fn, kw=kw, extra=extra: fn(**kw, **extra)))
-                ctx.progress(i + 1, n, list(done))
-            return done
+            n, done = len(tasks), {}
+
+            def report(count, total, partial=None):  # every report carries all results so far
+                shown = [done[i] for i in sorted(done)] + ([partial] if partial is not None else [])
+                ctx.progress(count, total, shown)
+
+            return sweeps.run_tasks(
+                tasks, cancel=lambda: ctx.cancelled, progress=report,
+                on_result=done.__setitem__,
+                on_partial=(lambda i, ds: report(len(done) + 0.5, n, ds)) if streaming else None)
 
         self._slot.submit(work, self._done, self._error)
 

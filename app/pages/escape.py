@@ -16,7 +16,7 @@ import panel as pn
 import param
 import xarray as xr
 
-from engine import escape, linreg
+from engine import linreg
 
 from ..state import EscapeParams, PowerLawParams
 from .base import Page, ProgressiveJob
@@ -89,8 +89,7 @@ class EscapePage(Page):
 
     # --- paper 000, Fig. 5 --------------------------------------------------------------------
     def _request(self):
-        self._job.run([("escape_times", self.state.point_inputs(v), escape.escape_times)
-                       for v in self.state.sigma2_values()])
+        self._job.run(self.state.tasks())
 
     def _show_points(self, points):
         self._points = points
@@ -149,11 +148,7 @@ class EscapePage(Page):
 
     # --- paper 003, Fig. 3 --------------------------------------------------------------------
     def _pl_request(self):
-        p = self.powerlaw
-        self._pl_job.run(
-            [("first_passage", p.passage_inputs(d), linreg.first_passage_times) for d in p.fp_dims]
-            + [("stationary_exponent", p.phi_inputs(lr, b), linreg.stationary_exponent)
-               for lr in p.phi_lrs for b in p.phi_batches])
+        self._pl_job.run(self.powerlaw.tasks())
 
     def _show_pl(self, results):
         self._pl = {"fp": [ds for ds in results if ds.attrs["kind"] == "first_passage"],

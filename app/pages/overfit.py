@@ -16,7 +16,7 @@ import param
 
 from engine import overfit
 
-from ..state import OverfitParams, overfit_run
+from ..state import OverfitParams
 from .base import Page, ProgressiveJob
 
 SLUG = "overfit"
@@ -67,10 +67,7 @@ class OverfitPage(Page):
         steps, notice = s.capped_steps()
         if notice:
             self.add_notice(notice)
-        tasks = [("overfit_run", s.run_inputs(), overfit_run)]
-        if s.compare_clean and not (s.dataset == "generated" and s.label_noise == 0):
-            tasks.append(("overfit_run", s.run_inputs(clean=True), overfit_run))
-        self._job.run(tasks, streaming=True)
+        self._job.run(s.tasks(), streaming=True)
 
     def _show(self, runs):
         self._runs = runs

@@ -19,9 +19,9 @@ from holoviews.streams import RangeXY, Tap
 
 from engine import saddle
 
-from ..cache import get_cache
+from .. import sweeps
 from ..jobs import JobSlot, session_scheduler
-from ..state import PhaseParams
+from ..state import LOG2_S, S_VALUES, PhaseParams
 from ..urlstate import apply_values
 from .base import Page
 
@@ -31,8 +31,6 @@ FIELDS = ("batch_size", "n_data", "seed", "mu_for_s", "resolution", "lr", "mu")
 RANGES = ("log_lr_range", "mu_range")  # set by presets and box-zoom, not kept in the URL
 PHASE_COLORS = {"Ia": "#2ca02c", "Ib": "#98df8a", "II": "#ff7f0e", "III": "#1f77b4", "IV": "#d62728"}
 PHASE_CODE = {p: i for i, p in enumerate(saddle.PHASES)}
-LOG2_S = (np.arange(48) + 0.5) * 6.0 / 48  # uniform rows in log2 S ∈ [0, 6] …
-S_VALUES = np.unique(np.round(2.0**LOG2_S).astype(int))  # … each computed at its nearest S
 MEANING = {"Ia": "correct learning, also stable in mean square",
            "Ib": "correct learning in probability, not in mean square",
            "II": "stable but incorrect learning", "III": "collapse to the saddle (low rank)",
@@ -88,43 +86,25 @@ class PhasesPage(Page):
             job.close()
 
     # -- computations ------------------------------------------------------------------------
-    def _map_inputs(self) -> dict:
-        s = self.state
-        lr, mu = s.grid()
-        return dict(lr=lr, mu=mu, batch_size=s.batch_size, n_data=s.n_data or None, seed=s.seed)
-
     def _request_map(self):
-        inputs = self._map_inputs()
+        task = self.state.map_task()
         self._status.object = "computing the λ–μ map…"
         self._bar.visible = True
         self._map_job.submit(
-            lambda ctx: get_cache().get_or_compute(
-                "saddle_lyapunov", inputs, lambda: saddle.lyapunov_exponents(**inputs)),
+            lambda ctx: sweeps.run_tasks([task], cancel=lambda: ctx.cancelled)[0],
             self._on_map, self._on_error)
 
     def _request_s_map(self):
-        s = self.state
-        lo, hi = s.log_lr_range
-        lr = 10.0 ** np.linspace(lo, hi, 96)
-        mu = float(s.mu_for_s)
-
-        def work(ctx):
-            cols = []
-            for S in S_VALUES:
-                ctx.check()
-                inputs = dict(lr=lr, mu=mu, batch_size=int(S))
-                cols.append(get_cache().get_or_compute(
-                    "saddle_lyapunov", inputs, lambda: saddle.lyapunov_exponents(**inputs)))
-            return lr, cols
-
-        self._s_job.submit(work, self._on_s_map, self._on_error)
+        tasks = self.state.s_map_tasks()
+        lr = tasks[0].inputs["lr"]
+        self._s_job.submit(
+            lambda ctx: (lr, sweeps.run_tasks(tasks, cancel=lambda: ctx.cancelled)),
+            self._on_s_map, self._on_error)
 
     def _request_fig2(self):
-        inputs = dict(lr=np.geomspace(1e-3, 1.0, 30), n_runs=800, max_steps=5000, seed=0)
-        self._fig2_job.submit(
-            lambda ctx: get_cache().get_or_compute(
-                "random_product_lyapunov", inputs, lambda: saddle.random_product_lyapunov(**inputs)),
-            self._on_fig2, self._on_error)
+        task = self.state.fig2_task()
+        self._fig2_job.submit(lambda ctx: sweeps.run_tasks([task])[0], self._on_fig2,
+                              self._on_error)
 
     def _on_error(self, exc):
         self._bar.visible = False

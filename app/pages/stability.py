@@ -21,9 +21,9 @@ import param
 from holoviews.operation.datashader import datashade, dynspread
 from holoviews.streams import Tap
 
-from engine import fa, pullback, stability
+from engine import fa, stability
 
-from ..cache import get_cache
+from .. import sweeps
 from ..jobs import JobSlot, session_scheduler
 from ..state import StabilityParams
 from .base import Page
@@ -92,19 +92,17 @@ class StabilityPage(Page):
 
     # -- computations ------------------------------------------------------------------------
     def _request_map(self) -> None:
-        inputs = self.state.map_inputs()
+        pi_task, map_task, _ = self.state.tasks()
         self._map_status.object = "computing the maps…"
         self._map_progress.value = -1  # indeterminate until the first report
         self._map_progress.visible = True
 
         def work(ctx):
-            small = dict(inputs, lr=None, lyapunov_steps=0, moments=False)
             ctx.progress(0, 3, "π map")
-            get_cache().get_or_compute("stability_map", small, lambda: stability.attracting_map(**small))
+            sweeps.run_tasks([pi_task])
             ctx.check()
             ctx.progress(1, 3, "Lyapunov map")
-            return get_cache().get_or_compute("stability_map", inputs,
-                                              lambda: stability.attracting_map(**inputs))
+            return sweeps.run_tasks([map_task])[0]
 
         self._map_job.submit(work, self._on_map, self._on_error)
 
@@ -119,18 +117,16 @@ class StabilityPage(Page):
         self._redraw_map()
 
     def _request_cloud(self) -> None:
-        inputs = self.state.pullback_inputs()
+        task = self.state.tasks()[-1]
         self._cloud_progress.value = 0
         self._cloud_progress.visible = True
         self._cancel_btn.disabled = False
         self._cloud_status.object = "starting…"
 
         def work(ctx):
-            return get_cache().get_or_compute(
-                "pullback_cloud", inputs,
-                lambda: pullback.pullback_cloud(
-                    **inputs, progress=lambda d, t: ctx.progress(d, t, f"step {d:,} of {t:,}"),
-                    cancel=lambda: ctx.cancelled))
+            return sweeps.run_tasks(
+                [task], cancel=lambda: ctx.cancelled,
+                progress=lambda d, t: ctx.progress(d, t, f"{100 * d / t:.0f} % done"))[0]
 
         self._cloud_job.submit(work, self._on_cloud, self._on_error)
 
