@@ -1,0 +1,293 @@
+"""``sgd-atlas``: compute a page's datasets headlessly, prewarm the cache, serve the dashboard.
+
+    sgd-atlas compute escape --preset fig5 -o fig5.nc
+    sgd-atlas compute phases --set resolution=64 --set batch_size=4 -o phases.nc
+    sgd-atlas prewarm                         # every preset of every page, into the disk cache
+    sgd-atlas serve --port 5006               # panel serve with the right options
+
+Values given with ``--set`` are validated exactly like values in a link (clamped to the
+bounds, with a message). Results go through the same cache as the dashboard's, so what
+``prewarm`` computes the night before is there, warm, when the class opens the links.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+APP_DIR = Path(__file__).resolve().parent
+DEFAULT_CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sgd-atlas"
+
+
+class UsageError(Exception):
+    """A mistake in the command line: printed as one line, exit status 2."""
+
+
+def _cache_dir(args) -> Path | None:
+    if getattr(args, "no_disk_cache", False):
+        return None
+    return Path(args.cache_dir or os.environ.get("SGD_ATLAS_CACHE_DIR") or DEFAULT_CACHE_DIR)
+
+
+def _setup(args) -> None:
+    """The process-wide cache and cluster, from the options (before anything computes)."""
+    from . import sweeps
+    from .cache import configure
+
+    configure(_cache_dir(args))
+    if args.scheduler is not None:
+        sweeps.configure(args.scheduler)
+
+
+def _parse_sets(items: list[str]) -> dict[str, str]:
+    values = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
+        values[name.strip()] = value.strip()
+    return values
+
+
+def build_states(page: str, preset: str | None = None, values: dict | None = None,
+                 report=print) -> dict:
+    """Fresh state objects of ``page`` with a preset's and then ``values``' parameters applied
+    (validated as link values are; ``report`` receives each notice)."""
+    from .presets import load_presets
+    from .state import PAGE_STATES
+    from .urlstate import apply_values
+
+    if page not in PAGE_STATES:
+        raise UsageError(f"no page {page!r}; choose one of: {', '.join(PAGE_STATES)}")
+    states = {attr: cls() for attr, cls in PAGE_STATES[page].items()}
+    fields = {attr: tuple(n for n in obj.param if n != "name") for attr, obj in states.items()}
+
+    def apply(vals: dict) -> None:
+        for attr, obj in states.items():
+            for notice in apply_values(obj, vals, fields[attr]):
+                report(notice)
+
+    if preset:
+        found = [p for p in load_presets().get(page, []) if p["id"] == preset]
+        if not found:
+            ids = [p["id"] for p in load_presets().get(page, [])]
+            raise UsageError(f"page {page} has no preset {preset!r}; presets: {', '.join(ids) or 'none'}")
+        apply({**found[0].get("params", {}), **found[0].get("run", {})})
+    if values:
+        known = {n for f in fields.values() for n in f}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"page {page} has no parameter {', '.join(unknown)}; "
+                             f"parameters: {', '.join(sorted(known))}")
+        apply(values)
+    return states
+
+
+def _progress_printer(label: str, quiet: bool):
+    last = [0.0]
+
+    def progress(done, total):
+        now = time.monotonic()
+        if quiet or (now - last[0] < 1.0 and done < total):
+            return
+        last[0] = now
+        print(f"\r{label}: {100 * done / max(total, 1):5.1f} %", end="", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def compute(page: str, preset: str | None = None, values: dict | None = None,
+            steps: int = 10_000, quiet: bool = True):
+    """``(tasks, results)`` of a page's datasets, through the shared cache."""
+    from .state import page_tasks
+    from .sweeps import run_tasks
+
+    states = build_states(page, preset, values,
+                          report=lambda n: print(f"note: {n}", file=sys.stderr))
+    options = {"n_steps": steps} if page == "trajectories" else {}
+    tasks = page_tasks(page, states, **options)
+    results = run_tasks(tasks, progress=_progress_printer(page, quiet))
+    if not quiet:
+        print(file=sys.stderr)
+    return tasks, results
+
+
+def cmd_compute(args) -> int:
+    from . import ncio
+    from .state import assemble
+
+    _setup(args)
+    t0 = time.perf_counter()
+    tasks, results = compute(args.page, args.preset, _parse_sets(args.set), args.steps,
+                             quiet=args.quiet)
+    groups = assemble(list(zip(tasks, results)))
+    out = Path(args.output or f"{args.page}.nc")
+    ncio.write(groups, out)
+    print(f"{out}: {len(groups)} dataset(s) ({', '.join(groups)}) in "
+          f"{time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_prewarm(args) -> int:
+    from .cache import get_cache
+    from .presets import load_presets
+    from .state import PAGE_STATES
+
+    _setup(args)
+    cache = get_cache()
+    if cache.directory is None:
+        print("note: --no-disk-cache: results are computed and then forgotten", file=sys.stderr)
+    pages = args.page or [p for p in PAGE_STATES if p != "trajectories"]
+    jobs = []
+    for page in pages:
+        if page not in PAGE_STATES:
+            raise UsageError(f"no page {page!r}; choose from: {', '.join(PAGE_STATES)}")
+        ids = [None] + [p["id"] for p in load_presets().get(page, [])]
+        if args.preset:
+            ids = [i for i in ids if i in args.preset]
+        jobs += [(page, pid) for pid in ids]
+    if args.preset and not jobs:
+        raise UsageError(f"no preset {', '.join(args.preset)} on {', '.join(pages)}")
+    if args.list:
+        for page, pid in jobs:
+            print(f"{page} {pid or '(defaults)'}")
+        return 0
+    for page, pid in jobs:
+        t0 = time.perf_counter()
+        before = cache.misses
+        compute(page, pid, quiet=args.quiet)
+        print(f"{page:<12} {pid or '(defaults)':<20} {time.perf_counter() - t0:7.1f} s  "
+              f"{cache.misses - before} computed", flush=True)
+    where = cache.directory or "memory only"
+    print(f"cache: {where}, {cache.disk_usage() / 2**20:.1f} MiB on disk")
+    return 0
+
+
+def serve_command(args) -> tuple[list[str], dict]:
+    """The ``panel serve`` command line and environment for ``serve``'s options."""
+    env = dict(os.environ)
+    cache_dir = _cache_dir(args)
+    if cache_dir is not None:
+        env["SGD_ATLAS_CACHE_DIR"] = str(cache_dir)
+    else:
+        env.pop("SGD_ATLAS_CACHE_DIR", None)
+    if args.cache_bytes is not None:
+        env["SGD_ATLAS_CACHE_BYTES"] = str(int(args.cache_bytes))
+    if args.scheduler is not None:
+        env["SGD_ATLAS_SCHEDULER"] = args.scheduler
+    origins = list(args.allow_origin or [])
+    if not origins:
+        origins = [o for o in os.environ.get("SGD_ATLAS_ORIGINS", "").replace(",", " ").split() if o]
+    if not origins:  # the serving host only
+        origins = [f"localhost:{args.port}", f"127.0.0.1:{args.port}"]
+        if args.address not in ("127.0.0.1", "localhost", "0.0.0.0", "::"):
+            origins.append(f"{args.address}:{args.port}")
+    cmd = [sys.executable, "-m", "panel", "serve", str(APP_DIR), "--address", args.address,
+           "--port", str(args.port), "--liveness", "--num-procs", str(args.num_procs)]
+    for origin in origins:
+        cmd += ["--allow-websocket-origin", origin]
+    if args.warm:
+        cmd.append("--warm")
+    if args.show:
+        cmd.append("--show")
+    return cmd, env
+
+
+def cmd_serve(args) -> int:
+    cmd, env = serve_command(args)
+    if args.dry_run:
+        print(shlex.join(cmd))
+        return 0
+    os.execvpe(cmd[0], cmd, env)
+    return 0  # pragma: no cover - exec does not return
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="sgd-atlas",
+        description="SGD Atlas: phase diagrams of SGD in tiny networks. Compute any page's "
+                    "datasets to netCDF, prewarm the cache from the presets, or serve the "
+                    "dashboard.",
+        epilog="Environment: SGD_ATLAS_CACHE_DIR (disk cache folder), SGD_ATLAS_CACHE_BYTES "
+               "(memory budget), SGD_ATLAS_DISK_BYTES (disk budget), SGD_ATLAS_SCHEDULER (Dask "
+               "scheduler address), SGD_ATLAS_ORIGINS (websocket origins for serve).")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p):
+        p.add_argument("--cache-dir", metavar="DIR",
+                       help=f"disk cache folder (default: $SGD_ATLAS_CACHE_DIR or {DEFAULT_CACHE_DIR})")
+        p.add_argument("--no-disk-cache", action="store_true",
+                       help="keep results in memory only")
+        p.add_argument("--scheduler", metavar="ADDRESS",
+                       help="Dask scheduler, e.g. tcp://10.0.0.5:8786: large sweeps run on that "
+                            "cluster (default: $SGD_ATLAS_SCHEDULER, else this machine); '' "
+                            "forces local work")
+
+    c = sub.add_parser("compute", help="compute a page's datasets and write them to netCDF",
+                       description="Compute every dataset of PAGE (both tabs of escape) and "
+                                   "write them as netCDF groups.")
+    c.add_argument("page", metavar="PAGE",
+                   help="trajectories, stability, phases, escape or overfit")
+    c.add_argument("--preset", metavar="ID", help="start from a preset of assets/presets.yaml")
+    c.add_argument("--set", action="append", metavar="NAME=VALUE",
+                   help="a page parameter, as in a link (repeatable), e.g. --set sigma2=0.5")
+    c.add_argument("--steps", type=int, default=10_000,
+                   help="SGD steps of the trajectories page's ensemble (default 10000)")
+    c.add_argument("-o", "--output", metavar="FILE.nc", help="output file (default PAGE.nc)")
+    c.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    common(c)
+    c.set_defaults(func=cmd_compute)
+
+    p = sub.add_parser("prewarm", help="compute every preset into the disk cache",
+                       description="Compute each page's defaults and every preset of "
+                                   "assets/presets.yaml into the cache folder, so a server "
+                                   "started on it (sgd-atlas serve) answers at once.")
+    p.add_argument("--page", action="append", metavar="PAGE",
+                   help="only this page (repeatable; default: every page but the live one)")
+    p.add_argument("--preset", action="append", metavar="ID",
+                   help="only this preset (repeatable; default: the defaults and every preset)")
+    p.add_argument("--list", action="store_true", help="list what would be computed, and stop")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    common(p)
+    p.set_defaults(func=cmd_prewarm)
+
+    s = sub.add_parser("serve", help="serve the dashboard (panel serve with the right options)",
+                       description="Serve the dashboard. Websocket connections are accepted from "
+                                   "the serving host only unless --allow-origin says otherwise; "
+                                   "/liveness answers health checks; there is no admin page.")
+    s.add_argument("--address", default="127.0.0.1",
+                   help="interface to listen on (default 127.0.0.1; 0.0.0.0 for a classroom)")
+    s.add_argument("--port", type=int, default=5006, help="port (default 5006)")
+    s.add_argument("--allow-origin", action="append", metavar="HOST:PORT",
+                   help="a websocket origin to accept (repeatable; default: "
+                        "$SGD_ATLAS_ORIGINS, else localhost and 127.0.0.1 at PORT)")
+    s.add_argument("--cache-bytes", type=float, metavar="N",
+                   help="memory budget of the result cache in bytes (default 512 MiB)")
+    s.add_argument("--num-procs", type=int, default=1, help="server processes (default 1)")
+    s.add_argument("--no-warm", dest="warm", action="store_false",
+                   help="do not run the app once before accepting sessions")
+    s.add_argument("--show", action="store_true", help="open a browser")
+    s.add_argument("--dry-run", action="store_true", help="print the command instead of running it")
+    common(s)
+    s.set_defaults(func=cmd_serve)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"sgd-atlas {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The ``sgd-atlas`` command line (app/cli.py): compute, prewarm, serve."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from app import cli, ncio, sweeps
+from app.cache import configure, get_cache
+from engine import escape
+
+TINY_ESCAPE = ["--set", "n_sigma2=3", "--set", "n_trajectories=40", "--set", "max_steps=2000",
+               "--set", "fp_dims=1,2", "--set", "fp_runs=10", "--set", "fp_max_steps=10000",
+               "--set", "phi_lrs=0.1", "--set", "phi_batches=1,2", "--set", "phi_samples=100"]
+
+
+@pytest.fixture(autouse=True)
+def _restore():
+    yield
+    configure()
+    sweeps.configure(None)
+
+
+def _options(parser) -> set[str]:
+    return {o for a in parser._actions for o in a.option_strings if o.startswith("--")}
+
+
+@pytest.mark.parametrize("command", ["compute", "prewarm", "serve"])
+def test_help_documents_every_option(command):
+    out = subprocess.run([sys.executable, "-m", "app.cli", command, "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    sub = cli.parser()._subparsers._group_actions[0].choices[command]
+    for option in _options(sub):
+        assert option in out
+    assert all(a.help for a in sub._actions)  # none undocumented
+    top = subprocess.run([sys.executable, "-m", "app.cli", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert command in top and "SGD_ATLAS_SCHEDULER" in top
+
+
+def test_compute_writes_every_dataset_of_a_page(tmp_path, capsys):
+    out = tmp_path / "escape.nc"
+    rc = cli.main(["compute", "escape", *TINY_ESCAPE, "--set", "lr=7", "-o", str(out),
+                   "--no-disk-cache", "-q"])
+    assert rc == 0
+    assert "clamped to 1.0" in capsys.readouterr().err  # validated like a link value
+    groups = ncio.read_groups(out)
+    assert set(groups) == {"fig5", "first_passage/d1", "first_passage/d2",
+                           "stationary_exponent/lr0.1_B1", "stationary_exponent/lr0.1_B2"}
+    fig5 = groups["fig5"]
+    assert fig5.sizes["sigma2"] == 3 and np.all(np.diff(fig5.sigma2.values) > 0)
+    # the curve's points are the engine's, computed independently
+    one = escape.escape_times(float(fig5.sigma2[1]), lr=1.0, n_trajectories=40, max_steps=2000)
+    xr.testing.assert_identical(fig5.isel(sigma2=[1]).drop_attrs(), one.drop_attrs())
+    assert fig5.attrs["lr"] == 1.0
+
+
+def test_compute_trajectories_runs_the_ensemble(tmp_path):
+    out = tmp_path / "t.nc"
+    assert cli.main(["compute", "trajectories", "--preset", "p000-s1", "--steps", "300",
+                     "--set", "n_trajectories=3", "-o", str(out), "--no-disk-cache", "-q"]) == 0
+    ds = ncio.read_groups(out)["trajectories"]
+    assert ds.sizes["trajectory"] == 3 and int(ds.step[-1]) == 300 and ds.attrs["sigma2"] == 1.0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["compute", "nope"], "no page 'nope'"),
+    (["compute", "escape", "--set", "foo=1"], "has no parameter foo"),
+    (["compute", "escape", "--set", "lr"], "NAME=VALUE"),
+    (["compute", "escape", "--preset", "nope"], "has no preset 'nope'"),
+    (["prewarm", "--page", "nope"], "no page 'nope'"),
+])
+def test_mistakes_are_one_line_and_exit_2(argv, message, capsys):
+    assert cli.main(argv + ["--no-disk-cache"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_prewarm_fills_the_disk_cache_a_server_then_reads(tmp_path, monkeypatch, capsys):
+    import app.presets
+
+    tiny = {"id": "tiny", "title": "t", "prompt": "p",
+            "params": {"n_sigma2": 3, "n_trajectories": 30, "max_steps": 1000, "fp_dims": [1],
+                       "fp_runs": 10, "fp_max_steps": 10_000, "phi_lrs": [0.1],
+                       "phi_batches": [1], "phi_samples": 100}}
+    monkeypatch.setattr(app.presets, "_load", lambda path: {"escape": [tiny]})
+    assert cli.main(["prewarm", "--page", "escape", "--list", "--cache-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.split("\n")[:2] == ["escape (defaults)", "escape tiny"]
+    assert cli.main(["prewarm", "--page", "escape", "--preset", "tiny", "-q",
+                     "--cache-dir", str(tmp_path)]) == 0
+    assert "5 computed" in capsys.readouterr().out  # 3 points, 1 curve, 1 φ
+    assert len(list(tmp_path.rglob("*.nc"))) == 5
+
+    configure(tmp_path)  # "the next morning": a fresh process on the same folder
+    cli.compute("escape", "tiny")
+    cache = get_cache()
+    assert cache.misses == 5 and cache.disk_hits == 5  # all read, none recomputed
+
+
+def test_serve_defaults_to_this_host_only(monkeypatch):
+    monkeypatch.delenv("SGD_ATLAS_ORIGINS", raising=False)
+    args = cli.parser().parse_args(["serve", "--port", "5077", "--no-disk-cache"])
+    cmd, env = cli.serve_command(args)
+    origins = [cmd[i + 1] for i, c in enumerate(cmd) if c == "--allow-websocket-origin"]
+    assert origins == ["localhost:5077", "127.0.0.1:5077"]
+    assert cmd[cmd.index("--address") + 1] == "127.0.0.1" and "--liveness" in cmd
+    assert not any("admin" in c for c in cmd) and "SGD_ATLAS_CACHE_DIR" not in env
+
+    monkeypatch.setenv("SGD_ATLAS_ORIGINS", "class.example.org:5006, 10.0.0.2:5006")
+    args = cli.parser().parse_args(["serve", "--address", "0.0.0.0", "--cache-dir", "/tmp/c",
+                                    "--scheduler", "tcp://h:8786"])
+    cmd, env = cli.serve_command(args)
+    origins = [cmd[i + 1] for i, c in enumerate(cmd) if c == "--allow-websocket-origin"]
+    assert origins == ["class.example.org:5006", "10.0.0.2:5006"]
+    assert env["SGD_ATLAS_CACHE_DIR"] == "/tmp/c" and env["SGD_ATLAS_SCHEDULER"] == "tcp://h:8786"
