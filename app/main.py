@@ -1,7 +1,9 @@
 """Entry point of ``panel serve app``: one template, a navigation entry per page.
 
 The page is chosen by ``?page=<slug>``; every other query parameter belongs to the page, which
-validates it (see :mod:`app.urlstate`) before binding its state to the URL.
+validates it (see :mod:`app.urlstate`) before binding its state to the URL — except a teacher's
+``lock=`` and ``hide=`` (see :meth:`app.pages.base.Page.apply_teacher`), which stay in the URL
+untouched so a shared link keeps them.
 """
 
 from __future__ import annotations
@@ -42,10 +44,12 @@ def build() -> pn.template.BootstrapTemplate:
         .atlas-nav a.active { background: #1f3b57; color: white; font-weight: 600; }
         """],
     )
+    share = page.share_panel()
     template = pn.template.BootstrapTemplate(
         title=f"SGD Atlas · {title}", header_background="#1f3b57", sidebar_width=330,
-        sidebar=[nav, page.sidebar], main=[page],
+        sidebar=[nav, page.sidebar, share], main=[page],
     )
+    page.apply_teacher(query, extras={"nav": nav, "share": share})
     page.bind_url()
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
 

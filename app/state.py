@@ -49,9 +49,15 @@ def assemble(pairs: list[tuple[Task, xr.Dataset]]) -> dict[str, xr.Dataset]:
         if dim is None or len(items) == 1:
             out[name] = items[-1][1]
         else:
-            out[name] = xr.concat([ds for _, ds in items], dim=dim,
-                                  combine_attrs="drop_conflicts").sortby(dim)
+            out[name] = join_along([ds for _, ds in items], dim)
     return out
+
+
+def join_along(datasets: list[xr.Dataset], dim: str) -> xr.Dataset:
+    """Points of one curve joined along ``dim`` (taken from each one's attrs when it is not a
+    coordinate, e.g. the batch size S of a λ–S column), sorted; differing attrs dropped."""
+    parts = [ds if dim in ds.coords else ds.assign_coords({dim: [ds.attrs[dim]]}) for ds in datasets]
+    return xr.concat(parts, dim=dim, combine_attrs="drop_conflicts").sortby(dim)
 
 TEACHER_LABELS = {
     "2tanh(x) − tanh(4x)  (paper 000)": "paper000",
@@ -310,6 +316,25 @@ class TrajectoryRun(param.Parameterized):
     @property
     def n_running(self) -> int:
         return int((self.exit_step < 0).sum())
+
+    def to_dataset(self) -> xr.Dataset:
+        """The run so far as shown (the decimated history), for a download: θ and the
+        expected loss per trajectory and recorded step, exit steps, and the live changes of
+        η/τ as ``attrs['events']``."""
+        m = self.model
+        data = {"theta": (("trajectory", "step", "param"), self.hist_theta),
+                "loss": (("trajectory", "step"), self.hist_loss),
+                "exit_step": (("trajectory",), self.exit_step),
+                "exit_reason": (("trajectory",), self.exit_reason)}
+        if self.hist_train_loss is not None:
+            data["train_loss"] = (("trajectory", "step"), self.hist_train_loss)
+        coords = {"trajectory": np.arange(m.n_trajectories), "step": self.hist_step,
+                  "param": np.array(schema.PARAM_NAMES)}
+        inputs = dict(m.engine_kwargs(), n_trajectories=m.n_trajectories, start=m.start,
+                      w0=m.w0, v0=m.v0, spread=m.spread)
+        ds = schema.dataset(data, coords, inputs, kind="live_run")
+        ds.attrs["events"] = [[int(k), text] for k, text in self.events]
+        return ds
 
 
 class ChunkWork:

@@ -185,3 +185,76 @@ def test_overfit_page_caps_work_and_reports_divergence():
         assert "diverged at step" in page._summary.object
     finally:
         page.cleanup()
+
+
+def test_a_locked_control_holds_its_value_and_hide_hides():
+    """?lock=…&hide=…: a disabled widget can still be sent a value over the websocket, so the
+    lock is kept on the state itself."""
+    page = StabilityPage(query={"resolution": "10", "pullback_points": "1000",
+                                "pullback_time": "1000", "sigma2": "1"})
+    try:
+        page.apply_teacher({"lock": "sigma2,bogus", "hide": "advanced,presets"})
+        widgets = page.param_widgets()
+        assert all(w.disabled for _, w in widgets["sigma2"])
+        assert not any(w.disabled for _, w in widgets["lr"])
+        assert all(not w.visible for n in page.advanced for _, w in widgets[n])
+        assert not page._preset_select.visible
+        assert any("bogus" in n for n in page._notices)
+        page.state.sigma2 = 5.0  # what a tampered websocket message would do
+        assert page.state.sigma2 == 1.0 and any("fixed by this lesson" in n for n in page._notices)
+        page.state.lr = 0.05  # unlocked controls move freely
+        assert page.state.lr == 0.05
+    finally:
+        page.cleanup()
+
+
+def test_where_am_i_reuses_the_stability_pages_map():
+    """The trajectories page's inset is the stability page's cached π map at the same σ²."""
+    from app.cache import configure, get_cache
+    from app.state import StabilityParams
+
+    configure()
+    page = TrajectoriesPage(query={"sigma2": "0.7"})
+    try:
+        _wait(lambda: page._pi_ds is not None)
+        task = StabilityParams(sigma2=0.7).pi_map_task()
+        assert get_cache().lookup(task.kind, task.inputs) is page._pi_ds
+        stability_page = StabilityPage(query={"sigma2": "0.7"})
+        stability_page.cleanup()
+        assert stability_page.state.tasks()[0] == task  # the page asks for the very same entry
+        pts = page._where(page._snapshot()).get(2)  # one projected point per trajectory
+        theta = page.run.theta
+        assert len(pts) == page.run.model.n_trajectories
+        w = np.abs(theta[:, 0] + theta[:, 1]) / 2
+        np.testing.assert_allclose(np.sort(pts.data["w"].values), np.sort(w))
+        page.run.model.teacher = "paper001"  # no π map for that teacher: said, not drawn
+        assert page._pi_ds is None
+    finally:
+        page.cleanup()
+
+
+def test_pages_export_what_they_show_as_netcdf():
+    from app import ncio
+    from app.pages.escape import EscapePage
+    from app.pages.overfit import OverfitPage
+
+    traj = TrajectoriesPage(query={"n_trajectories": "3"})
+    assert _run(traj.step_once())
+    got = ncio.read_groups(traj.export_bytes().getvalue())["trajectories"]
+    assert got.sizes["trajectory"] == 3 and int(got.step[-1]) == traj.run.step
+    assert got.attrs["sgd_atlas_engine"] and "page=trajectories" in got.attrs["sgd_atlas_link"]
+    traj.cleanup()
+
+    esc = EscapePage(query={"n_trajectories": "20", "max_steps": "2000", "n_sigma2": "3"})
+    over = OverfitPage(query={"n_steps": "20000", "n_data": "30"})
+    try:
+        _wait(lambda: "complete" in esc._job.status.object and "complete" in over._job.status.object)
+        groups = ncio.read_groups(esc.export_bytes().getvalue())
+        assert list(groups) == ["fig5"] and groups["fig5"].sizes["sigma2"] == 3
+        groups = ncio.read_groups(over.export_bytes().getvalue())
+        assert sorted(groups) == ["run", "run_tau0"]
+        np.testing.assert_array_equal(groups["run"].train_error.values, over._runs[0].train_error.values)
+        assert groups["run"].attrs["refined_theta"] == over._runs[0].attrs["refined_theta"]
+    finally:
+        esc.cleanup()
+        over.cleanup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .about import AboutPage
 from .escape import EscapePage
+from .gallery import GalleryPage
 from .overfit import OverfitPage
 from .phases import PhasesPage
 from .stability import StabilityPage
@@ -15,6 +16,7 @@ PAGES = {
     "phases": ("Phase diagrams (paper 002)", PhasesPage),
     "escape": ("Escape times (papers 000, 003)", EscapePage),
     "overfit": ("Overfitting under label noise (paper 001)", OverfitPage),
+    "gallery": ("Presets gallery", GalleryPage),
     "about": ("About SGD Atlas", AboutPage),
 }
 DEFAULT_PAGE = "trajectories"

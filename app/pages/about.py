@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import panel as pn
 
-from engine import __version__
+from engine import engine_version
 
-from ..presets import load_presets
 from .base import Page
 
 TEXT = r"""
@@ -64,20 +63,21 @@ onto it ("noise-induced degeneration").
   box-zoom to recompute a region at higher resolution.
 
 ## Presets
+
+The [presets gallery](?page=gallery) lists every preset — the papers' figures and the lesson
+prompts — with a link to open it, and a class link that hides the advanced controls.
 """
 
 
 class AboutPage(Page):
-    """Static explanation of the dashboard with links that open each preset."""
+    """Static explanation of the dashboard."""
+
+    slug = "about"
+    exports = False
 
     @property
     def sidebar(self) -> pn.viewable.Viewable:
-        return pn.pane.Markdown(f"engine version {__version__}", styles={"color": "#666"})
+        return pn.pane.Markdown(f"engine version {engine_version()}", styles={"color": "#666"})
 
     def __panel__(self) -> pn.viewable.Viewable:
-        links = []
-        for page, presets in load_presets().items():
-            for p in presets:
-                links.append(f"* [{p['title']}](?page={page}&preset={p['id']}) — {p['prompt']}")
-        return pn.pane.Markdown(TEXT + "\n".join(links), sizing_mode="stretch_width",
-                                max_width=900)
+        return pn.pane.Markdown(TEXT, sizing_mode="stretch_width", max_width=900)

@@ -4,14 +4,59 @@ binding its state to the URL, and cleanup when the browser session ends."""
 from __future__ import annotations
 
 import html
+import io
+import time
 
 import panel as pn
 import param
+import xarray as xr
 
-from .. import sweeps
+import engine
+
+from .. import ncio, sweeps
 from ..jobs import JobSlot, session_scheduler
 from ..presets import load_presets
 from ..urlstate import apply_values
+
+#: Browser side of "Plots (PNG)": every visible Bokeh plot of the page exported by Bokeh itself
+#: (as its save tool does) and drawn at its place on screen into one PNG.
+PNG_JS = """
+const Plot = Bokeh.Models.Plot;
+const views = [...Bokeh.index.query((v) => v.model instanceof Plot)].filter((v) => {
+  const r = v.el.getBoundingClientRect();
+  return r.width > 0 && r.height > 0 && v.el.offsetParent !== null;
+});
+if (views.length === 0) { alert("No plot is shown yet."); return; }
+const rects = views.map((v) => v.el.getBoundingClientRect());
+const x0 = Math.min(...rects.map((r) => r.left)), y0 = Math.min(...rects.map((r) => r.top));
+const x1 = Math.max(...rects.map((r) => r.right)), y1 = Math.max(...rects.map((r) => r.bottom));
+const k = window.devicePixelRatio || 1;
+const canvas = document.createElement("canvas");
+canvas.width = Math.ceil((x1 - x0) * k); canvas.height = Math.ceil((y1 - y0) * k);
+const ctx = canvas.getContext("2d");
+ctx.fillStyle = "white"; ctx.fillRect(0, 0, canvas.width, canvas.height);
+views.forEach((v, i) => {
+  const r = rects[i];
+  ctx.drawImage(v.export("png").canvas, (r.left - x0) * k, (r.top - y0) * k, r.width * k, r.height * k);
+});
+canvas.toBlob((blob) => {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name + ".png";
+  document.body.appendChild(a); a.click(); a.remove();
+}, "image/png");
+"""
+
+#: Browser side of "Copy link": the clipboard where the browser allows it (https or this
+#: machine), else a selectable copy of the link in a prompt.
+COPY_JS = """
+const url = window.location.href;
+const done = () => { cb_obj.label = "Link copied"; setTimeout(() => { cb_obj.label = label; }, 2000); };
+const ask = () => window.prompt("Copy this link:", url);
+if (navigator.clipboard && window.isSecureContext) {
+  navigator.clipboard.writeText(url).then(done, ask);
+} else { ask(); }
+"""
 
 
 class Page(pn.viewable.Viewer):
@@ -24,6 +69,10 @@ class Page(pn.viewable.Viewer):
 
     slug = ""  # the page's ?page= value and its section in presets.yaml
     default_prompt = ""
+    #: parameters a teacher's ``?hide=advanced`` hides (numerics, caps, seeds)
+    advanced: tuple[str, ...] = ()
+    #: whether the page has data and plots to download
+    exports = True
     preset = param.String(default="", doc="Id of the preset last applied.")
 
     def __init__(self, query: dict | None = None, **params):
@@ -116,6 +165,115 @@ class Page(pn.viewable.Viewer):
 
     def cleanup(self) -> None:
         """Stop timers and drop in-flight work."""
+
+    # -- exports and sharing -------------------------------------------------------------------
+    def export_datasets(self) -> dict[str, xr.Dataset]:
+        """What the page shows now, as ``{netCDF group: Dataset}`` (empty before any result)."""
+        return {}
+
+    def export_bytes(self) -> io.BytesIO:
+        """The page's datasets as one netCDF file (groups), with the link that reproduces them
+        and the engine version in every group's attrs."""
+        groups = {name: ds for name, ds in self.export_datasets().items() if ds is not None}
+        link = self.current_link()
+        stamp = dict(sgd_atlas_link=link, sgd_atlas_engine=engine.engine_version(),
+                     sgd_atlas_exported=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        if not groups:
+            groups = {"empty": xr.Dataset(attrs={"note": "nothing was computed yet"})}
+        groups = {k: ds.assign_attrs(**stamp) for k, ds in groups.items()}
+        return io.BytesIO(ncio.to_bytes(groups))
+
+    def current_link(self) -> str:
+        """The page's query string as the browser shows it (for the export's attrs)."""
+        loc = pn.state.location
+        if loc is None:
+            return f"?page={self.slug}"
+        return f"{loc.pathname or ''}{loc.search or ''}"
+
+    def share_panel(self) -> pn.viewable.Viewable:
+        """Download the data (netCDF) and the plots (PNG); copy the link to this exact view."""
+        if not self.exports:
+            return pn.Column(visible=False)
+        name = f"sgd-atlas-{self.slug}"
+        self._download = pn.widgets.FileDownload(
+            callback=self.export_bytes, filename=f"{name}.nc", label="⬇ Data (netCDF)",
+            button_type="primary", button_style="outline", embed=False,
+            description="Every dataset on this page as netCDF groups, with the link and the "
+                        "engine version in their attributes.")
+        png = pn.widgets.Button(label="⬇ Plots (PNG)", button_type="primary",
+                                button_style="outline", css_classes=["atlas-png"],
+                                description="The plots as shown, in one PNG.")
+        png.js_on_click(args={"name": name}, code=PNG_JS)
+        copy = pn.widgets.Button(label="Copy link", button_type="primary", button_style="outline",
+                                 css_classes=["atlas-copy-link"],
+                                 description="The address of exactly this view, for a student "
+                                             "or a paper.")
+        copy.js_on_click(args={"label": "Copy link"}, code=COPY_JS)
+        return pn.Column(pn.pane.Markdown("#### Share & export"), self._download,
+                         pn.Row(png, copy), sizing_mode="stretch_width")
+
+    # -- teacher links: ?lock=…&hide=… ------------------------------------------------------
+    def param_widgets(self) -> dict[str, list[tuple[param.Parameterized, pn.widgets.Widget]]]:
+        """``{parameter: [(owner, widget), …]}`` of the sidebar's parameter widgets."""
+        out: dict[str, list] = {}
+        for pane in self.sidebar.select(pn.Param):
+            for name, widget in getattr(pane, "_widgets", {}).items():
+                if name != "name":
+                    out.setdefault(name, []).append((pane.object, widget))
+        return out
+
+    def apply_teacher(self, query: dict, extras: dict[str, pn.viewable.Viewable] | None = None) -> None:
+        """``lock=a,b``: those controls are disabled and their values held; ``hide=…``: those
+        controls are hidden — parameter names, ``advanced`` (the page's :attr:`advanced`), or
+        the names of ``extras`` (e.g. ``nav``, ``presets``, ``share``)."""
+        widgets = self.param_widgets()
+        extras = dict(extras or {})
+        if getattr(self, "_preset_select", None) is not None:
+            extras.setdefault("presets", self._preset_select)
+
+        def names(key):
+            raw = query.get(key, "")
+            if isinstance(raw, (list, tuple)):
+                raw = ",".join(str(r) for r in raw)
+            return [n.strip() for n in str(raw)[:500].split(",") if n.strip()]
+
+        locked = names("lock")
+        for name in locked:
+            if name == "advanced":
+                targets = [n for n in self.advanced if n in widgets]
+            else:
+                targets = [name] if name in widgets else []
+            if not targets:
+                self.add_notice(f"lock: this page has no control called {name[:40]!r}.")
+            for n in targets:
+                for owner, widget in widgets[n]:
+                    widget.disabled = True
+                    self._hold(owner, n)
+        for name in names("hide"):
+            if name == "advanced":
+                items = [w for n in self.advanced for _, w in widgets.get(n, [])]
+            elif name in widgets:
+                items = [w for _, w in widgets[name]]
+            elif name in extras:
+                items = [extras[name]]
+            else:
+                items = []
+                self.add_notice(f"hide: this page has nothing called {name[:40]!r}.")
+            for item in items:
+                item.visible = False
+        self.locked = tuple(locked)
+
+    def _hold(self, owner: param.Parameterized, name: str) -> None:
+        """Keep ``owner.name`` at its current value: a locked control cannot be moved from
+        the browser (a disabled widget can still be sent values), nor by a preset."""
+        value = getattr(owner, name)
+
+        def restore(event):
+            if event.new != value:
+                owner.param.update(**{name: value})
+                self.add_notice(f"{owner.param[name].label or name} is fixed by this lesson's link.")
+
+        owner.param.watch(restore, name)
 
 
 def sync_to_url(objects_fields: list[tuple[object, tuple[str, ...]]], extra: dict | None = None,

@@ -37,6 +37,8 @@ class EscapePage(Page):
     """τ* against σ² on log–log axes with confidence bands and the censored fraction."""
 
     slug = SLUG
+    advanced = ("n_trajectories", "max_steps", "n_sigma2", "seed", "fp_n_data", "fp_runs", "fp_c_max",
+                "fp_max_steps", "phi_chains", "phi_samples", "pl_seed")
     default_prompt = ("Mean escape time τ* from M_wv against the input variance σ²: too little "
                       "noise and too much noise both trap SGD; in between there is an optimal "
                       "noise level (paper 000 Fig. 5). The second tab: SGD noise proportional "
@@ -63,6 +65,12 @@ class EscapePage(Page):
 
     def targets(self):
         return [(self.state, FIELDS + ("view",)), (self.powerlaw, PL_FIELDS)]
+
+    def export_datasets(self):
+        fp = {f"first_passage/d{int(ds.attrs['dim'])}": ds for ds in self._pl["fp"]}
+        phi = {f"stationary_exponent/lr{ds.attrs['lr']:g}_B{int(ds.attrs['batch_size'])}": ds
+               for ds in self._pl["phi"]}
+        return {"fig5": self._table(), **fp, **phi}
 
     def cleanup(self) -> None:
         self._job.close()

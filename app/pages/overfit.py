@@ -39,6 +39,7 @@ class OverfitPage(Page):
     """Learning curves, orbits and Hessian counts of GD on a noisy dataset (paper 001)."""
 
     slug = SLUG
+    advanced = ("seed", "n_steps", "batch_size", "dataset")
     default_prompt = ("GD on n noisy points first stalls near the singular region (plateau), "
                       "then slows down near the optimal region where R is smallest, and finally "
                       "learns the noise: L keeps falling while R rises, and θ settles on the "
@@ -58,6 +59,9 @@ class OverfitPage(Page):
 
     def targets(self):
         return [(self.state, OverfitParams.FIELDS)]
+
+    def export_datasets(self):
+        return dict(zip(("run", "run_tau0"), self._runs))
 
     def cleanup(self) -> None:
         self._job.close()

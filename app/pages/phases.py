@@ -21,7 +21,7 @@ from engine import saddle
 
 from .. import sweeps
 from ..jobs import JobSlot, session_scheduler
-from ..state import LOG2_S, S_VALUES, PhaseParams
+from ..state import LOG2_S, S_VALUES, PhaseParams, join_along
 from ..urlstate import apply_values
 from .base import Page
 
@@ -48,6 +48,7 @@ class PhasesPage(Page):
     """λ–μ and λ–S phase diagrams, the saddle simulation at a clicked cell, Fig. 2 right."""
 
     slug = SLUG
+    advanced = ("resolution", "seed")
     default_prompt = ("Colours are the phases of Proposition 1: green = w − u → 0 (learning), "
                       "blue = collapse to the saddle, orange = incorrect learning, red = unstable. "
                       "Hover for Λ± ± error; click a cell to simulate SGD there; box-zoom to "
@@ -63,6 +64,7 @@ class PhasesPage(Page):
         self._map_job = JobSlot(schedule)
         self._s_job = JobSlot(schedule)
         self._fig2_job = JobSlot(schedule)
+        self._map_ds = self._s_ds = self._fig2_ds = None
         self._build()
         s = self.state
         s.param.watch(lambda *e: self._request_map(),
@@ -80,6 +82,9 @@ class PhasesPage(Page):
     def apply_values(self, values: dict) -> None:
         super().apply_values(values)
         self._notices += apply_values(self.state, values, RANGES)
+
+    def export_datasets(self):
+        return {"lambda_mu": self._map_ds, "lambda_S": self._s_ds, "fig2_right": self._fig2_ds}
 
     def cleanup(self) -> None:
         for job in (self._map_job, self._s_job, self._fig2_job):
@@ -178,6 +183,7 @@ class PhasesPage(Page):
 
     def _on_s_map(self, result):
         lr, cols = result
+        self._s_ds = join_along(cols, "batch_size")
         by_s = dict(zip(S_VALUES, cols))
         rows = [by_s[int(S)] for S in np.round(2.0**LOG2_S).astype(int)]
         x = np.log10(lr)
@@ -204,6 +210,7 @@ class PhasesPage(Page):
             title=f"λ–S phase diagram (μ = {self.state.mu_for_s:g}, N = ∞)")
 
     def _on_fig2(self, ds):
+        self._fig2_ds = ds
         lr, lam, se = ds.lr.values, ds.lyapunov.values, ds.lyapunov_se.values
         sign = np.sign(lam)
         cross = [float(np.sqrt(lr[i] * lr[i + 1])) for i in range(lr.size - 1) if sign[i] != sign[i + 1]]

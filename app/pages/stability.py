@@ -57,6 +57,7 @@ class StabilityPage(Page):
     """μ± against x, the π / Lyapunov map over M_wv, and pullback clouds."""
 
     slug = SLUG
+    advanced = ("resolution", "seed", "pullback_points", "trapped_distance")
     default_prompt = ("Click the map to pick a point (w, v) of the degenerate subspace M_wv; the "
                       "left plot shows for which inputs x it attracts (μ+ ≤ 0). Pick a preset to "
                       "reproduce Figs. 3 and 4 of paper 000.")
@@ -85,6 +86,9 @@ class StabilityPage(Page):
     # -- outside input -----------------------------------------------------------------------
     def targets(self):
         return [(self.state, FIELDS)]
+
+    def export_datasets(self):
+        return {"stability_map": self._map_ds, "pullback_cloud": self._cloud_ds}
 
     def cleanup(self) -> None:
         self._map_job.close()

@@ -20,7 +20,9 @@ from holoviews.streams import Pipe
 
 from engine import fa
 
-from ..state import LIVE_PARAMS, RESTART_PARAMS, EnsembleParams, TrajectoryRun
+from .. import sweeps
+from ..jobs import JobSlot, session_scheduler
+from ..state import LIVE_PARAMS, RESTART_PARAMS, EnsembleParams, StabilityParams, TrajectoryRun
 from .base import Page
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,12 @@ MODEL_FIELDS = ("lr", "sigma2", "batch_size", "label_noise", "teacher", "n_data"
                 "n_trajectories", "seed")
 START_FIELDS = ("start", "w0", "v0", "spread")
 RUN_FIELDS = ("steps_per_frame", "frame_ms")
+WHERE_TEXT = ("**Where am I?** Each orange dot is a trajectory's nearest point on the "
+              "degenerate subspace M_wv (w1 = w2, v1 = v2), drawn on the stability page's map "
+              "of π, the fraction of inputs for which that point attracts (paper 000, Fig. 3 "
+              "right; dark = attracting). Hover a dot for its distance to M_wv: dots that "
+              "settle in the dark region near the red valley curve C with a shrinking distance "
+              "are being trapped by the noise.")
 TAIL = 120  # recorded points drawn per trajectory in the parameter planes
 FLOOR = 1e-16  # log axes: exact zeros are drawn at this value
 W_COLOR, V_COLOR = "#d62728", "#1f77b4"  # paper 000 Fig. 4: w red, v blue
@@ -110,6 +118,8 @@ class TrajectoriesPage(Page):
     """Play, pause, single-step and reset an ensemble of SGD runs and watch it live."""
 
     slug = SLUG
+    advanced = ("n_trajectories", "seed", "start", "w0", "v0", "spread", "steps_per_frame",
+                "frame_ms")
     default_prompt = ("Press **Play** to run SGD; move η or τ while it runs (the change is "
                       "marked), or pick a preset for a guided experiment.")
     run = param.ClassSelector(class_=TrajectoryRun)
@@ -126,7 +136,11 @@ class TrajectoriesPage(Page):
         self.run.model.param.watch(self._stale, list(LIVE_PARAMS + RESTART_PARAMS))
         self.run.param.watch(self._on_frame_ms, "frame_ms")
         self._pipe = Pipe(data=self._snapshot())
+        self._pi_ds = None
+        self._pi_job = JobSlot(session_scheduler(self._doc))
         self._build()
+        self.run.model.param.watch(lambda *e: self._request_pi(), ["sigma2", "teacher"])
+        self._request_pi()
 
     # -- outside input -----------------------------------------------------------------------
     def targets(self):
@@ -236,8 +250,12 @@ class TrajectoriesPage(Page):
         self._play.value = False
         self._start_frame()
 
+    def export_datasets(self):
+        return {"trajectories": self.run.to_dataset()}
+
     def cleanup(self) -> None:
         """Stop the animation and drop in-flight work when the browser session ends."""
+        self._pi_job.close()
         self._stop_callback()
         if self._task is not None:
             self._task.cancel()
@@ -256,6 +274,57 @@ class TrajectoriesPage(Page):
         super()._on_preset(event)
         self.run.reset()  # a fresh run with the preset, without "restarted" notices
         self._push()
+
+    # -- "where am I": the stability page's π map, shared through the cache ---------------------
+    def _request_pi(self) -> None:
+        """The π map of the stability page at this σ² (its default resolution and seed: the
+        very cache entry that page computes, so whichever page comes first serves the other)."""
+        m = self.run.model
+        self._pi_ds = None
+        if m.teacher != "paper000":
+            self._pi_job.cancel()
+            self._pipe.send(self._snapshot())
+            return
+        task = StabilityParams(sigma2=m.sigma2).pi_map_task()
+        self._pi_job.submit(lambda ctx: sweeps.run_tasks([task])[0], self._on_pi)
+
+    def _on_pi(self, ds) -> None:
+        if float(ds.attrs["sigma2"]) == float(self.run.model.sigma2):
+            self._pi_ds = ds
+            self._pipe.send(self._snapshot())
+
+    def _where(self, data):
+        """Each trajectory's nearest point of M_wv, ((w1 + w2)/2, (v1 + v2)/2), folded by the
+        symmetry (w, v) → (−w, −v), on π = P[μ+ ≤ 0] (paper 000 eq. 38, Fig. 3 right)."""
+        opts = dict(responsive=True, min_height=300, xlim=(0, 2), ylim=(0, 2), framewise=True)
+        ds = self._pi_ds
+        if ds is None:
+            text = ("π map for the paper 000 teacher only" if data["teacher"] != "paper000"
+                    else "computing the π map…")
+            return hv.Overlay([hv.Text(1, 1, text)]).opts(
+                hv.opts.Overlay(title="where am I on M_wv", **opts))
+        img = hv.Image((ds.w.values, ds.v.values, _finite(ds.pi_small_lr.values.T)),
+                       kdims=["w", "v"], vdims=["π"]).opts(cmap="Greys", clim=(0, 1),
+                                                            colorbar=True, clabel="π = P[μ+ ≤ 0]")
+        valley = ds.valley.values
+        ok = (valley >= 0) & (valley <= 2)
+        layers = [img, hv.Curve((ds.w.values[ok], valley[ok]), "w", "v", label="valley C").opts(
+            color="#d62728", line_width=2)]
+        theta = data["theta"][:, -1, :] if data["theta"].shape[1] else np.empty((0, 4))
+        ok = np.all(np.isfinite(theta), axis=1)
+        t = theta[ok]
+        w, v = (t[:, 0] + t[:, 1]) / 2, (t[:, 2] + t[:, 3]) / 2
+        flip = np.where(w < 0, -1.0, 1.0)
+        w, v = w * flip, v * flip
+        dist = np.hypot((t[:, 0] - t[:, 1]) / 2, (t[:, 2] - t[:, 3]) / 2)
+        layers.append(hv.Points((w, v, dist), ["w", "v"], ["distance to M_wv"],
+                                label="trajectories (projected)").opts(
+            color="#ff7f0e", size=9, line_color="black", tools=["hover"]))
+        inside = int(np.sum((w >= 0) & (w <= 2) & (v >= 0) & (v <= 2)))
+        title = (f"where am I: π map of the stability page, σ² = {float(ds.attrs['sigma2']):.3g} "
+                 f"({inside} of {len(w)} inside)")
+        return hv.Overlay(layers).opts(hv.opts.Overlay(title=title, legend_position="top_right",
+                                                       **opts))
 
     # -- drawing -----------------------------------------------------------------------------
     def _snapshot(self) -> dict:
@@ -364,6 +433,7 @@ class TrajectoriesPage(Page):
                 hv.opts.Overlay(**opts, legend_position="top_left")),
             "loss": hv.DynamicMap(self._loss, streams=[self._pipe]).opts(hv.opts.Overlay(**opts)),
             "deg": hv.DynamicMap(self._degeneration, streams=[self._pipe]).opts(hv.opts.Overlay(**opts)),
+            "where": hv.DynamicMap(self._where, streams=[self._pipe]),
         }
         self._play = pn.widgets.Toggle(name="▶ Play", button_type="primary", width=110)
         self._play.param.watch(self._on_play, "value")
@@ -416,6 +486,8 @@ class TrajectoriesPage(Page):
             self._alert,
             pn.GridBox(self._views["w"], self._views["v"], self._views["loss"], self._views["deg"],
                        ncols=2, sizing_mode="stretch_both", min_height=640),
+            pn.Row(self._views["where"], pn.pane.Markdown(WHERE_TEXT, width=330),
+                   sizing_mode="stretch_width"),
             self._events,
             sizing_mode="stretch_both",
         )

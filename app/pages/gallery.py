@@ -1,0 +1,96 @@
+"""The presets gallery: the papers' figures and lesson prompts of ``assets/presets.yaml``, each
+opening the right page with the right parameters — and the same link for a class, with the
+advanced controls hidden (see :meth:`app.pages.base.Page.apply_teacher`)."""
+
+from __future__ import annotations
+
+import html
+import io
+from functools import lru_cache
+from urllib.parse import urlencode
+
+import panel as pn
+
+from ..presets import ASSETS, load_presets
+from .base import Page
+
+#: page → (title, papers and figures it reproduces, screenshot)
+SECTIONS = {
+    "trajectories": ("Live trajectories", "paper 000 §3.1; paper 001", "trajectories"),
+    "stability": ("Stability maps & pullback attractors", "paper 000 Figs. 3–4", "stability"),
+    "phases": ("Phase diagrams", "paper 002 Prop. 1, Figs. 2, 8, 9", "phases"),
+    "escape": ("Escape times", "paper 000 Fig. 5; paper 003 Fig. 3", "escape"),
+    "overfit": ("Overfitting under label noise", "paper 001 Fig. 3", "overfit"),
+}
+
+
+@lru_cache(maxsize=None)
+def thumbnail(name: str) -> bytes | None:
+    """A 480-px JPEG of ``assets/screenshot-<name>.png`` (made once per process)."""
+    path = ASSETS / f"screenshot-{name}.png"
+    if not path.exists():
+        return None
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        im.thumbnail((480, 480))
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=80, optimize=True)
+        return buf.getvalue()
+
+
+def preset_link(page: str, preset_id: str, **extra: str) -> str:
+    return "?" + urlencode({"page": page, "preset": preset_id, **extra})
+
+
+class GalleryPage(Page):
+    """Cards of every preset, grouped by page, with "open" and "class link" buttons."""
+
+    slug = "gallery"
+    exports = False
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        intro = pn.pane.Markdown(
+            "## Presets gallery\n\nEach card opens a page with the parameters of a figure of "
+            "the papers or of a lesson, and says what to look for. **Open** gives the full "
+            "page; **class link** opens the same view with the advanced controls (seeds, "
+            "resolutions, step caps) hidden — hand it to students. Add `&lock=sigma2,lr` to a "
+            "link to fix those controls as well.", sizing_mode="stretch_width")
+        sections = [intro]
+        presets = load_presets()
+        for page, (title, papers, shot) in SECTIONS.items():
+            cards = [self._card(page, p) for p in presets.get(page, [])]
+            if not cards:
+                continue
+            image = thumbnail(shot)
+            head = pn.pane.Markdown(f"### {title}\n*{papers}* · [open the page](?page={page})",
+                                    margin=(10, 10, 0, 10))
+            body = pn.Column(head, pn.FlexBox(*cards, sizing_mode="stretch_width"),
+                             sizing_mode="stretch_width")
+            thumb = ([pn.pane.JPG(image, width=300, alt_text=f"{title} page", margin=(18, 10))]
+                     if image is not None else [])
+            sections.append(pn.Row(*thumb, body, sizing_mode="stretch_width",
+                                   styles={"border-top": "1px solid #e3e8ee"}))
+        return pn.Column(*sections, sizing_mode="stretch_width", max_width=1300)
+
+    @staticmethod
+    def _card(page: str, preset: dict) -> pn.viewable.Viewable:
+        title = html.escape(preset["title"])
+        prompt = html.escape(preset["prompt"])
+        open_link = html.escape(preset_link(page, preset["id"]))
+        class_link = html.escape(preset_link(page, preset["id"], hide="advanced"))
+        return pn.pane.HTML(
+            f"<div class='atlas-card' data-preset='{html.escape(preset['id'])}'>"
+            f"<div class='atlas-card-title'>{title}</div><p>{prompt}</p>"
+            f"<a class='atlas-open' href='{open_link}'>Open</a> "
+            f"<a class='atlas-class' href='{class_link}'>class link</a></div>",
+            width=330, margin=6,
+            stylesheets=[""".atlas-card { border: 1px solid #d5dde6; border-radius: 8px;
+                padding: 10px 12px; height: 100%; background: #fbfcfe; }
+              .atlas-card-title { font-weight: 600; color: #1f3b57; margin-bottom: 4px; }
+              .atlas-card p { font-size: 0.9em; color: #333; }
+              .atlas-card a { display: inline-block; padding: 3px 10px; border-radius: 5px;
+                text-decoration: none; margin-right: 6px; }
+              .atlas-open { background: #1f3b57; color: white; }
+              .atlas-class { border: 1px solid #1f3b57; color: #1f3b57; }"""])
