@@ -298,33 +298,37 @@ class TrajectoriesPage(Page):
         symmetry (w, v) → (−w, −v), on π = P[μ+ ≤ 0] (paper 000 eq. 38, Fig. 3 right)."""
         opts = dict(responsive=True, min_height=300, xlim=(0, 2), ylim=(0, 2), framewise=True)
         ds = self._pi_ds
+        # the same four layers on every frame (a DynamicMap must keep its structure)
         if ds is None:
+            w_grid = v_grid = np.linspace(0.01, 1.99, 2)
+            pi, valley = np.full((2, 2), np.nan), np.full(2, np.nan)
             text = ("π map for the paper 000 teacher only" if data["teacher"] != "paper000"
                     else "computing the π map…")
-            return hv.Overlay([hv.Text(1, 1, text)]).opts(
-                hv.opts.Overlay(title="where am I on M_wv", **opts))
-        img = hv.Image((ds.w.values, ds.v.values, _finite(ds.pi_small_lr.values.T)),
-                       kdims=["w", "v"], vdims=["π"]).opts(cmap="Greys", clim=(0, 1),
-                                                            colorbar=True, clabel="π = P[μ+ ≤ 0]")
-        valley = ds.valley.values
+            title = "where am I on M_wv"
+        else:
+            w_grid, v_grid = ds.w.values, ds.v.values
+            pi, valley = _finite(ds.pi_small_lr.values.T), ds.valley.values
+            text, title = "", None
+        img = hv.Image((w_grid, v_grid, pi), kdims=["w", "v"], vdims=["π"]).opts(
+            cmap="Greys", clim=(0, 1), colorbar=True, clabel="π = P[μ+ ≤ 0]")
         ok = (valley >= 0) & (valley <= 2)
-        layers = [img, hv.Curve((ds.w.values[ok], valley[ok]), "w", "v", label="valley C").opts(
-            color="#d62728", line_width=2)]
+        curve = hv.Curve((w_grid[ok], valley[ok]), "w", "v", label="valley C").opts(
+            color="#d62728", line_width=2)
         theta = data["theta"][:, -1, :] if data["theta"].shape[1] else np.empty((0, 4))
-        ok = np.all(np.isfinite(theta), axis=1)
-        t = theta[ok]
+        t = theta[np.all(np.isfinite(theta), axis=1)]
         w, v = (t[:, 0] + t[:, 1]) / 2, (t[:, 2] + t[:, 3]) / 2
         flip = np.where(w < 0, -1.0, 1.0)
         w, v = w * flip, v * flip
         dist = np.hypot((t[:, 0] - t[:, 1]) / 2, (t[:, 2] - t[:, 3]) / 2)
-        layers.append(hv.Points((w, v, dist), ["w", "v"], ["distance to M_wv"],
-                                label="trajectories (projected)").opts(
-            color="#ff7f0e", size=9, line_color="black", tools=["hover"]))
-        inside = int(np.sum((w >= 0) & (w <= 2) & (v >= 0) & (v <= 2)))
-        title = (f"where am I: π map of the stability page, σ² = {float(ds.attrs['sigma2']):.3g} "
-                 f"({inside} of {len(w)} inside)")
-        return hv.Overlay(layers).opts(hv.opts.Overlay(title=title, legend_position="top_right",
-                                                       **opts))
+        points = hv.Points((w, v, dist), ["w", "v"], ["distance to M_wv"],
+                           label="trajectories (projected)").opts(
+            color="#ff7f0e", size=9, line_color="black", tools=["hover"])
+        if title is None:
+            inside = int(np.sum((w >= 0) & (w <= 2) & (v >= 0) & (v <= 2)))
+            title = (f"where am I: π map of the stability page, σ² = "
+                     f"{float(ds.attrs['sigma2']):.3g} ({inside} of {len(w)} inside)")
+        return hv.Overlay([img, curve, points, hv.Text(1, 1, text)]).opts(
+            hv.opts.Overlay(title=title, legend_position="top_right", **opts))
 
     # -- drawing -----------------------------------------------------------------------------
     def _snapshot(self) -> dict:
