@@ -69,6 +69,8 @@ class JobSlot:
         ctx = JobContext(self, token)
 
         def run():
+            if ctx.cancelled:  # superseded while it waited for a worker: never started
+                return
             try:
                 result = work(ctx)
             except Cancelled:
@@ -135,8 +137,8 @@ def session_scheduler(doc) -> Callable[[Callable[[], None]], None]:
         loop = IOLoop.current()
 
         def in_doc(fn):
-            def run():
-                with set_curdoc(doc):
+            def run():  # one reference recomputation per callback, not one per model change
+                with set_curdoc(doc), doc.models.freeze():
                     fn()
             doc.add_next_tick_callback(run)
 

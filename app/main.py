@@ -11,6 +11,8 @@ from __future__ import annotations
 import holoviews as hv
 import panel as pn
 
+from panel.io.resources import CDN_DIST, get_dist_path
+
 from app.pages import DEFAULT_PAGE, PAGES
 from engine.warmup import compile_all
 
@@ -45,11 +47,16 @@ def build() -> pn.template.BootstrapTemplate:
         """],
     )
     share = page.share_panel()
+    # No busy indicator: Panel keeps every session's indicator in one class-level list and
+    # flips all of them on any session's event — each slider move of one student updated the
+    # page of every other (quadratic work, and state leaking between sessions). Pages show
+    # their own progress.
     template = pn.template.BootstrapTemplate(
         title=f"SGD Atlas · {title}", header_background="#1f3b57", sidebar_width=330,
-        sidebar=[nav, page.sidebar, share], main=[page],
+        sidebar=[nav, page.sidebar, share], main=[page], busy_indicator=None,
     )
     page.apply_teacher(query, extras={"nav": nav, "share": share})
+    page.guard_inputs(share)
     page.bind_url()
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
 
@@ -60,5 +67,24 @@ def build() -> pn.template.BootstrapTemplate:
     return template
 
 
+def local_resources(doc) -> None:
+    """Point the session's stylesheets at this server before any model is made.
+
+    Panel sets ``dist_url`` only when it writes the page's HTML, and models made before that
+    resolve their CSS to the HoloViz CDN (patched at HTML time). A session that Bokeh recreates
+    for a websocket whose first document was discarded (a busy server: many students opening
+    the page at once) never has its HTML written — its CSS then came from the CDN, which an
+    offline classroom cannot reach."""
+    if doc is not None and get_dist_path() != CDN_DIST:
+        doc._template_variables.setdefault("dist_url", get_dist_path(cdn=False))
+
+
 compile_all()  # once per process (numba's disk cache makes it quick after the first start)
-build().servable()
+_doc = pn.state.curdoc
+local_resources(_doc)
+if _doc is not None and _doc.session_context is not None:
+    # one reference recomputation for the whole page instead of one per linked model
+    with _doc.models.freeze():
+        build().server_doc(_doc)
+else:
+    build().servable()

@@ -200,6 +200,7 @@ class TrajectoryRun(param.Parameterized):
         self.diverged = False
         self.capped = 0
         self.step = 0
+        self.resets = getattr(self, "resets", -1) + 1  # views compare it: new data to draw?
         self.message = reason
 
     def _on_model_change(self, *events) -> None:

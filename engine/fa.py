@@ -483,7 +483,16 @@ def _positive(value, name, allow_zero=False):
     return v
 
 
-def _count(value, name, minimum=0):
+#: the largest count (steps, trajectories, data points, …) any engine function accepts: 10¹²
+#: steps already take days; anything larger is a mistake or an attack, not a request
+MAX_COUNT = 10**12
+#: the largest array an engine function allocates for its inputs or records (2 GiB of
+#: float64); Linux overcommits memory, so a larger request would "succeed" and then kill the
+#: process when filled
+MAX_ELEMENTS = 2**28
+
+
+def _count(value, name, minimum=0, maximum=MAX_COUNT):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         if isinstance(value, (float, np.floating)) and float(value).is_integer():
             value = int(value)
@@ -491,7 +500,19 @@ def _count(value, name, minimum=0):
             raise ValueError(f"{name} must be a whole number, not {value!r}.")
     if value < minimum:
         raise ValueError(f"{name} must be ≥ {minimum}; got {value}.")
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum:.3g}; got {value:.3g}.")
     return int(value)
+
+
+def _check_size(*shape, what: str) -> None:
+    """Refuse to allocate an array of ``shape`` if it has more than MAX_ELEMENTS entries."""
+    n = 1
+    for k in shape:
+        n *= max(int(k), 0)
+    if n > MAX_ELEMENTS:
+        raise ValueError(f"{what} would hold {n:.3g} values (at most {MAX_ELEMENTS:.3g}); "
+                         "ask for fewer steps, records or trajectories.")
 
 
 def _seed(seed):

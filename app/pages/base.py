@@ -14,6 +14,7 @@ import xarray as xr
 import engine
 
 from .. import ncio, sweeps
+from ..guards import guard_inputs, linked_widgets
 from ..jobs import JobSlot, session_scheduler
 from ..presets import load_presets
 from ..urlstate import apply_values
@@ -166,6 +167,20 @@ class Page(pn.viewable.Viewer):
     def cleanup(self) -> None:
         """Stop timers and drop in-flight work."""
 
+    @staticmethod
+    def when_connected(fn) -> None:
+        """Run ``fn`` now if the browser has said the page is ready, else once it does.
+
+        HoloViews reschedules a plot refresh on every tick until the session's document is
+        connected (BokehJS's ``document_ready``): a stream event sent before that, for a
+        client that never sends it (a broken tab, a script), kept a core busy forever — even
+        after the session closed."""
+        doc = pn.state.curdoc
+        if doc is None or doc.session_context is None or pn.state._connected.get(doc):
+            fn()
+        else:
+            pn.state.onload(fn)
+
     # -- exports and sharing -------------------------------------------------------------------
     def export_datasets(self) -> dict[str, xr.Dataset]:
         """What the page shows now, as ``{netCDF group: Dataset}`` (empty before any result)."""
@@ -211,6 +226,20 @@ class Page(pn.viewable.Viewer):
         copy.js_on_click(args={"label": "Copy link"}, code=COPY_JS)
         return pn.Column(pn.pane.Markdown("#### Share & export"), self._download,
                          pn.Row(png, copy), sizing_mode="stretch_width")
+
+    def guard_inputs(self, *extra: pn.viewable.Viewable) -> int:
+        """Validate every value the browser sends to this page's widgets (see
+        :mod:`app.guards`); corrections are shown as notices."""
+        root = pn.Column(self.sidebar, self.__panel__(), *extra)
+        pairs = self.param_widgets()
+        linked = linked_widgets(pairs)
+        for name, items in pairs.items():  # css class "atlas-<parameter>": tests and tools find it
+            for _, widget in items:
+                for part in [widget, *(w for w in widget.select(pn.widgets.Widget)
+                                       if id(w) in linked and w is not widget)]:
+                    if f"atlas-{name}" not in part.css_classes:
+                        part.css_classes = [*part.css_classes, f"atlas-{name}"]
+        return guard_inputs(root, linked, self.add_notice)
 
     # -- teacher links: ?lock=…&hide=… ------------------------------------------------------
     def param_widgets(self) -> dict[str, list[tuple[param.Parameterized, pn.widgets.Widget]]]:

@@ -86,7 +86,8 @@ class EscapePage(Page):
         self._refresh_view()
 
     def _on_tab(self, event):
-        self.state.view = VIEWS[event.new]
+        if isinstance(event.new, int) and 0 <= event.new < len(VIEWS):
+            self.state.view = VIEWS[event.new]
 
     def _refresh_view(self):
         """Compute the shown tab if its inputs changed since it was last computed."""

@@ -9,6 +9,7 @@ session's event loop, so a frame never blocks other sessions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import holoviews as hv
@@ -136,6 +137,7 @@ class TrajectoriesPage(Page):
         self.run.model.param.watch(self._stale, list(LIVE_PARAMS + RESTART_PARAMS))
         self.run.param.watch(self._on_frame_ms, "frame_ms")
         self._pipe = Pipe(data=self._snapshot())
+        self._drawn_resets = self.run.resets
         self._pi_ds = None
         self._pi_job = JobSlot(session_scheduler(self._doc))
         self._build()
@@ -152,8 +154,16 @@ class TrajectoriesPage(Page):
 
     # -- running -----------------------------------------------------------------------------
     def _stale(self, *events) -> None:
+        """A parameter changed: an in-flight chunk is stale. If the run restarted, redraw
+        everything; a live change of η or τ only adds a line to the list of changes (the
+        plots mark it on the next frame) — a slider drag costs milliseconds, not a redraw."""
         self._generation += 1
-        self._push()
+        if self.run.resets != self._drawn_resets:
+            self._push()
+        else:
+            self._counter.object = self._counter_html()
+            self._events.object = self._events_md()
+            self._sync_alert()
 
     def _on_frame_ms(self, event) -> None:
         if self._callback is not None:
@@ -283,7 +293,7 @@ class TrajectoriesPage(Page):
         self._pi_ds = None
         if m.teacher != "paper000":
             self._pi_job.cancel()
-            self._pipe.send(self._snapshot())
+            self._send(self._snapshot())
             return
         task = StabilityParams(sigma2=m.sigma2).pi_map_task()
         self._pi_job.submit(lambda ctx: sweeps.run_tasks([task])[0], self._on_pi)
@@ -291,7 +301,7 @@ class TrajectoriesPage(Page):
     def _on_pi(self, ds) -> None:
         if float(ds.attrs["sigma2"]) == float(self.run.model.sigma2):
             self._pi_ds = ds
-            self._pipe.send(self._snapshot())
+            self._send(self._snapshot())
 
     def _where(self, data):
         """Each trajectory's nearest point of M_wv, ((w1 + w2)/2, (v1 + v2)/2), folded by the
@@ -343,10 +353,17 @@ class TrajectoriesPage(Page):
         }
 
     def _push(self) -> None:
-        self._pipe.send(self._snapshot())
-        self._counter.object = self._counter_html()
-        self._events.object = self._events_md()
-        self._sync_alert()
+        self._drawn_resets = self.run.resets
+        # one reference recomputation of the document for the whole redraw
+        with (self._doc.models.freeze() if self._doc is not None else contextlib.nullcontext()):
+            self._send(self._snapshot())
+            self._counter.object = self._counter_html()
+            self._events.object = self._events_md()
+            self._sync_alert()
+
+    def _send(self, snapshot: dict) -> None:
+        """New data for the plots, once the browser has the page (see ``when_connected``)."""
+        self.when_connected(lambda: self._pipe.send(snapshot))
 
     def _plane_w(self, data):
         return plane_elements(data["theta"], (0, 1), ("w1", "w2"), teacher=data["teacher"]).opts(
@@ -430,14 +447,22 @@ class TrajectoriesPage(Page):
 
     def _build(self) -> None:
         opts = dict(responsive=True, min_height=300, tools=["hover"], active_tools=["wheel_zoom"])
+        # Plain functions, not this Parameterized's methods: HoloViews would otherwise also
+        # redraw every plot whenever any parameter of the page changes (a slider move cost a
+        # full redraw of five plots — 0.1 s of the server's loop per student).
+        def on_pipe(method):
+            return lambda data: method(data)
+
         self._views = {
-            "w": hv.DynamicMap(self._plane_w, streams=[self._pipe]).opts(
+            "w": hv.DynamicMap(on_pipe(self._plane_w), streams=[self._pipe]).opts(
                 hv.opts.Overlay(**opts, legend_position="top_left")),
-            "v": hv.DynamicMap(self._plane_v, streams=[self._pipe]).opts(
+            "v": hv.DynamicMap(on_pipe(self._plane_v), streams=[self._pipe]).opts(
                 hv.opts.Overlay(**opts, legend_position="top_left")),
-            "loss": hv.DynamicMap(self._loss, streams=[self._pipe]).opts(hv.opts.Overlay(**opts)),
-            "deg": hv.DynamicMap(self._degeneration, streams=[self._pipe]).opts(hv.opts.Overlay(**opts)),
-            "where": hv.DynamicMap(self._where, streams=[self._pipe]),
+            "loss": hv.DynamicMap(on_pipe(self._loss), streams=[self._pipe]).opts(
+                hv.opts.Overlay(**opts)),
+            "deg": hv.DynamicMap(on_pipe(self._degeneration), streams=[self._pipe]).opts(
+                hv.opts.Overlay(**opts)),
+            "where": hv.DynamicMap(on_pipe(self._where), streams=[self._pipe]),
         }
         self._play = pn.widgets.Toggle(name="▶ Play", button_type="primary", width=110)
         self._play.param.watch(self._on_play, "value")
