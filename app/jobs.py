@@ -118,6 +118,37 @@ class JobSlot:
         self.cancel()
 
 
+def quiet_closed_sockets() -> None:
+    """A tab closed while Panel was writing to it: the write task fails with
+    ``WebSocketClosedError`` and asyncio prints a traceback ("Task exception was never
+    retrieved"). That is a normal event in a classroom, not an error: log one line instead.
+    Installed once on the server's event loop; every other exception is handled as before."""
+    import asyncio
+
+    from tornado.iostream import StreamClosedError
+    from tornado.websocket import WebSocketClosedError
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if getattr(loop, "_atlas_quiet_sockets", False):
+        return
+    previous = loop.get_exception_handler()
+
+    def handler(loop, context):
+        if isinstance(context.get("exception"), (WebSocketClosedError, StreamClosedError)):
+            log.info("a browser closed its connection while a message was being sent")
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    loop._atlas_quiet_sockets = True
+
+
 def session_scheduler(doc) -> Callable[[Callable[[], None]], None]:
     """Schedule callbacks on ``doc``'s loop with its lock held; call directly without a server
     (tests, notebooks).

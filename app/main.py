@@ -13,6 +13,7 @@ import panel as pn
 
 from panel.io.resources import CDN_DIST, get_dist_path
 
+from app.jobs import quiet_closed_sockets
 from app.pages import DEFAULT_PAGE, PAGES
 from engine.warmup import compile_all
 
@@ -80,6 +81,7 @@ def local_resources(doc) -> None:
 
 
 compile_all()  # once per process (numba's disk cache makes it quick after the first start)
+quiet_closed_sockets()
 _doc = pn.state.curdoc
 local_resources(_doc)
 if _doc is not None and _doc.session_context is not None:

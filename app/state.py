@@ -450,7 +450,8 @@ class PowerLawParams(param.Parameterized):
                          label="η (first passage)", doc="Learning rate of SGD (Fig. 3b: 0.1).")
     fp_batch_size = param.Integer(1, bounds=(1, 64), softbounds=(1, 16), label="B (first passage)",
                                   doc="Mini-batch size B (Fig. 3b: 1).")
-    fp_dims = param.ListSelector(default=[1, 2, 3, 4], objects=[1, 2, 3, 4, 5, 6, 8],
+    # instantiate=True: each session gets its own list (param shares a list default otherwise)
+    fp_dims = param.ListSelector(default=[1, 2, 3, 4], objects=[1, 2, 3, 4, 5, 6, 8], instantiate=True,
                                  label="d (input dimensions = n)",
                                  doc="One curve per d; the theory slope is B/(ηh*) + 1 − d/2.")
     fp_n_data = param.Selector(default=10_000, objects={"10³": 1_000, "10⁴": 10_000, "10⁵": 100_000},
@@ -463,8 +464,10 @@ class PowerLawParams(param.Parameterized):
                                                               "10⁶": 1_000_000},
                                   label="step cap", doc="Runs not past c by then are censored.")
     phi_lrs = param.ListSelector(default=[0.1, 0.5, 1.0], objects=[0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0],
+                                 instantiate=True,
                                  label="η values (φ)", doc="One series of φ against B per η (Fig. 3a).")
     phi_batches = param.ListSelector(default=[1, 2, 4, 6, 8, 10], objects=[1, 2, 3, 4, 6, 8, 10, 16],
+                                     instantiate=True,
                                      label="B values (φ)", doc="Batch sizes on the horizontal axis.")
     phi_chains = param.Integer(8, bounds=(2, 32), label="chains per point",
                                doc="Independent chains from θ*: their spread gives the error of φ.")

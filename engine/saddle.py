@@ -336,8 +336,9 @@ def simulate_saddle(lr: float, mu: float, batch_size: int = 1, n_data=None, n_ru
     empirical exponents (1/T) log|m_T/m_0|, (1/T) log|h_T/h_0|, which estimate Λ−, Λ+.
     """
     eta = _positive(lr, "lr")
-    if not 0 <= float(mu) <= 1:
-        raise ValueError("mu must lie in [0, 1].")
+    mu = _positive(mu, "mu", allow_zero=True)
+    if not mu <= 1:
+        raise ValueError(f"mu must lie in [0, 1]; got {mu!r}.")
     S = _count(batch_size, "batch_size", 1)
     R = _count(n_runs, "n_runs", 2)
     T = _count(n_steps, "n_steps", 1)

@@ -374,7 +374,9 @@ def attracting_map(sigma2: float, lr: float | None = None, n: int = 200,
     ``pi_finite_lr`` (P[|1 + ημ±| < 1], if ``lr``), ``lyapunov``, ``lyapunov_se``, and
     ``valley`` (v* over ``w``).
     """
-    n = _count(n, "n", 2)
+    n = _count(n, "n", 2, maximum=4096)
+    lyapunov_steps = _count(lyapunov_steps, "lyapunov_steps")
+    lyapunov_replicas = _count(lyapunov_replicas, "lyapunov_replicas", 1)
     (w0, w1), (v0, v1) = w_range, v_range
     w = w0 + (np.arange(n) + 0.5) * (w1 - w0) / n
     v = v0 + (np.arange(n) + 0.5) * (v1 - v0) / n

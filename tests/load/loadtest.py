@@ -365,9 +365,10 @@ def main(argv=None) -> int:
     ap.add_argument("--moves", type=int, default=10)
     ap.add_argument("--waves", type=int, default=1)
     ap.add_argument("--think", type=float, default=1.0, help="mean think time between moves (s)")
+    ap.add_argument("--settle", type=float, default=10.0, help="wait after each wave (s)")
     ap.add_argument("--json", type=Path, help="also write the report here")
     args = ap.parse_args(argv)
-    report = run(args.sessions, args.moves, args.waves, args.think)
+    report = run(args.sessions, args.moves, args.waves, args.think, settle=args.settle)
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:

@@ -1,0 +1,206 @@
+"""Hostile input (issue 8): every public engine function and every state class rejects or clamps
+1e6, −5, NaN, inf, 1e300 and huge step counts with a clear message; values sent by a browser
+are validated before Panel applies them; kernels compiled with their real decorators notice
+NaN/inf; divergence over η ∈ [1e−4, 1e3] is reported, never raised."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+import param
+import pytest
+
+from app import state as st
+from app.urlstate import apply_values
+from engine import escape, fa, linreg, overfit, pullback, saddle, stability
+
+hv.extension("bokeh")
+TH = np.array([[0.5, -0.3, 0.8, 0.2], [0.1, 0.2, -0.4, 0.9]])
+WV = np.array([[0.5, 0.5], [1.0, 0.3]])
+X, Y = overfit.make_dataset(12, 0.2, seed=1)
+
+#: values no count may take (a count of 1e6 is a legitimate request, not an attack)
+BAD_COUNTS = [-5, math.nan, math.inf, 1e300, 10**15, 2.5, "12", None]
+#: values a real parameter is handed (1e6 is legal for some — then the result must be sound)
+BAD_REALS = [1e6, -5.0, math.nan, math.inf, -math.inf, 1e300, "0.1", None]
+
+# (function, valid small arguments, count parameters, real parameters)
+ENGINE = [
+    (fa.run_ensemble, dict(theta0=TH, lr=0.1, sigma2=0.5, n_steps=20),
+     ["n_steps", "batch_size", "seed", "record_every", "n_data"], ["lr", "sigma2", "label_noise"]),
+    (fa.run_reduced, dict(wv0=WV, lr=0.1, sigma2=0.5, n_steps=20),
+     ["n_steps", "batch_size", "seed"], ["lr", "sigma2", "label_noise"]),
+    (escape.escape_times, dict(sigma2=0.5, n_trajectories=5, max_steps=50),
+     ["n_trajectories", "max_steps", "batch_size", "seed"], ["sigma2", "lr"]),
+    (pullback.pullback_cloud, dict(sigma2=1.0, pullback_time=20, n_points=10),
+     ["pullback_time", "n_points", "seed"], ["sigma2", "lr", "distance"]),
+    (stability.attracting_map, dict(sigma2=1.0, n=5, lr=0.1, lyapunov_steps=10, lyapunov_replicas=2),
+     ["n", "lyapunov_steps", "lyapunov_replicas", "seed"], ["sigma2", "lr"]),
+    (stability.attracting_probability, dict(w=0.5, v=0.5, sigma2=1.0), [], ["sigma2", "lr"]),
+    (stability.lyapunov, dict(w=0.5, v=0.5, sigma2=1.0, lr=0.1, n_steps=50, n_replicas=2),
+     ["n_steps", "n_replicas"], ["sigma2", "lr"]),
+    (saddle.lyapunov_exponents, dict(lr=0.1, mu=0.5), ["batch_size", "n_data", "seed"], ["lr", "mu"]),
+    (saddle.simulate_saddle, dict(lr=0.1, mu=0.5, n_runs=5), ["batch_size", "n_data", "n_runs"],
+     ["lr", "mu"]),
+    (saddle.random_product_lyapunov, dict(lr=0.1, n_runs=5, max_steps=50),
+     ["n_runs", "max_steps", "seed"], ["lr"]),
+    (linreg.first_passage_times, dict(c=[1.1], n_runs=3, max_steps=100, n_data=50),
+     ["batch_size", "dim", "n_data", "n_runs", "max_steps", "seed"], ["lr"]),
+    (linreg.stationary_exponent, dict(lr=0.1, batch_size=1, dim=1, n_data=50, n_chains=2,
+                                      n_samples=20, sample_every=2),
+     ["batch_size", "dim", "n_data", "n_chains", "n_samples", "sample_every", "burn_in", "seed"],
+     ["lr"]),
+    (linreg.make_regression, dict(dim=1, n_data=20), ["dim", "n_data", "seed"], []),
+    (overfit.train, dict(x=X, y=Y, theta0=TH[0], lr=0.02, n_steps=50),
+     ["n_steps", "batch_size", "seed"], ["lr", "loss_scale"]),
+    (overfit.make_dataset, dict(n_data=10), ["n_data", "seed"], ["label_noise"]),
+    (fa.make_data, dict(n_data=10), ["n_data", "seed"], ["sigma2", "label_noise"]),
+    (fa.uniform_initial, dict(n_trajectories=3), ["n_trajectories", "seed"], ["half_width"]),
+    (fa.population_loss, dict(theta=TH, sigma2=1.0), [], ["sigma2"]),
+]
+CASES = [(fn, base, name, value) for fn, base, counts, reals in ENGINE
+         for name, values in [(c, BAD_COUNTS) for c in counts] + [(r, BAD_REALS) for r in reals]
+         for value in values]
+
+
+def _id(case):
+    fn, _, name, value = case
+    return f"{fn.__module__.split('.')[-1]}.{fn.__name__}-{name}={value!r}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
+def test_engine_functions_reject_hostile_values_with_a_clear_message(case):
+    fn, base, name, value = case
+    try:
+        result = fn(**{**base, name: value})
+    except ValueError as exc:  # rejected: the message must say which value
+        text = str(exc)
+        assert name in text or name.replace("_", " ") in text, text
+        return
+    # accepted (e.g. η = 1e6 is a legal request): the answer must be a sound one
+    if hasattr(result, "data_vars"):
+        assert result.attrs, "a Dataset without its inputs"
+    elif isinstance(result, np.ndarray):
+        assert result.size > 0
+
+
+def test_divergence_over_a_log_grid_of_eta_is_reported_never_raised():
+    """η from 1e−4 to 1e3 on every stepping engine: no exception; past the stability edge the
+    result says at which step (and records stop there)."""
+    etas = np.geomspace(1e-4, 1e3, 15)
+    for lr in etas:
+        ds = fa.run_ensemble(TH, lr, 1.0, 200, record_every=10)
+        div = ds.exit_reason.values == 2
+        assert np.all(ds.exit_step.values[div] >= 1)
+        ds = fa.run_reduced(WV, lr, 1.0, 200, record_every=10)
+        ds = overfit.train(X, Y, TH[0], lr, 200)
+        k = ds.attrs["diverged_at"]
+        if k >= 0:
+            assert 1 <= k <= 200 and np.all(np.isnan(ds.theta.values[ds.step.values >= k]))
+        fp = linreg.first_passage_times([1.5], lr=min(lr, 1e3), n_runs=3, max_steps=200, n_data=50)
+        assert fp.sizes["run"] == 3
+        sim = saddle.simulate_saddle(lr, 0.5, n_runs=5, n_steps=50)
+        assert sim.sizes["trajectory"] == 5
+    # well past the edge everything diverges, and says so at the first steps
+    ds = fa.run_ensemble(TH, 1e3, 1.0, 200)
+    assert np.all(ds.exit_reason.values == 2) and np.all(ds.exit_step.values <= 5)
+    assert 1 <= overfit.train(X, Y, TH[0], 1e3, 200).attrs["diverged_at"] <= 5
+
+
+def test_kernels_with_their_real_decorators_notice_nan_and_inf():
+    """The overfitting kernel uses fastmath (reassoc, contract, nsz — never nnan/ninf): a NaN
+    or an inf in the data must still stop GD at its first step."""
+    from engine.overfit import _S_OF_BATCH, _gd
+    from engine._vecmath import stream_key
+
+    for bad in (math.nan, math.inf):
+        x = X.copy()
+        x[3] = bad
+        steps = np.arange(5)
+        rec = np.full((5, 4), np.nan)
+        theta, exit_step = _gd(x, Y, TH[0].copy(), 0.02, 0.5, 100, 0, x.size,
+                               stream_key(0, _S_OF_BATCH, 0), steps, rec)
+        assert exit_step == 1
+    # inf produced inside the ensemble kernel (a step of 1e300) is caught on the first step
+    ds = fa.run_ensemble(TH, 1e300, 1.0, 10)
+    assert np.all(ds.exit_reason.values == 2) and np.all(ds.exit_step.values == 1)
+    assert not np.any(np.isinf(ds.theta.values))  # recorded values are finite or NaN
+
+
+# -- state classes -----------------------------------------------------------------------------
+
+STATE_CLASSES = [st.EnsembleParams, st.TrajectoryRun, st.StabilityParams, st.PhaseParams,
+                 st.EscapeParams, st.PowerLawParams, st.OverfitParams]
+INPUT_TYPES = (param.Number, param.Selector, param.Boolean, param.Range)  # Integer is a Number
+STATE_PARAMS = [(cls, name) for cls in STATE_CLASSES for name, p in cls.param.objects().items()
+                if isinstance(p, INPUT_TYPES) and name not in ("step", "diverged")]
+
+
+@pytest.mark.parametrize("cls,name", STATE_PARAMS, ids=[f"{c.__name__}.{n}" for c, n in STATE_PARAMS])
+def test_state_parameters_clamp_links_and_reject_direct_nonsense(cls, name):
+    p = cls.param[name]
+    hostile = [1e6, -5, math.nan, math.inf, 1e300, 10**15, "garbage", "<script>"]
+    for value in hostile:
+        obj = cls()
+        before = getattr(obj, name)
+        notices = apply_values(obj, {name: value}, [name])  # a link, a preset, the CLI
+        now = getattr(obj, name)
+        if now != before:  # changed: either said so, or it was taken as given (1e6 steps)
+            assert notices or now == value, (name, value)
+        p._validate(now)  # whatever was kept is valid
+        if isinstance(p, param.Number) and p.bounds is not None:
+            lo, hi = p.bounds
+            assert (lo is None or now >= lo) and (hi is None or now <= hi)
+        if not _valid(p, value):  # direct assignment of nonsense is refused, by name
+            with pytest.raises(ValueError, match=name):
+                setattr(cls(), name, value)
+
+
+def _valid(p, value) -> bool:
+    try:
+        p._validate(value)
+        return True
+    except Exception:
+        return False
+
+
+# -- values sent by a browser ------------------------------------------------------------------
+
+def _pages():
+    from app.pages import PAGES
+
+    return [s for s in PAGES if s not in ("about", "gallery")]
+
+
+@pytest.mark.parametrize("slug", _pages())
+def test_browser_values_are_validated_before_panel_applies_them(slug, caplog):
+    """Every parameter widget of every page, and every part of a composite one, is sent what a
+    tampered websocket could send. Nothing raises, nothing is logged as an error, every state
+    value stays within its bounds and each correction is shown to the user."""
+    from app.pages import PAGES
+
+    page = PAGES[slug][1](query={"n_steps": "20000", "n_trajectories": "20", "max_steps": "1000",
+                                 "n_sigma2": "3", "resolution": "16", "pullback_points": "1000",
+                                 "pullback_time": "1000"})
+    try:
+        assert page.guard_inputs() > 5
+        hostile = [1e6, -5, math.nan, math.inf, 1e300, "abc", None, [99], {"x": 1}]
+        pairs = page.param_widgets()
+        with caplog.at_level(logging.ERROR):
+            for name, items in pairs.items():
+                for owner, widget in items:
+                    parts = [widget, *widget.select(pn.widgets.Widget)]
+                    for part in parts:
+                        for prop in {"value", "value_throttled", "active", "value_input"} & set(
+                                part._property_mapping.values()) | {"value"}:
+                            for value in hostile:
+                                part._process_events({prop: value})
+                    owner.param[name]._validate(getattr(owner, name))
+        assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+        assert any("lr" in n or "η" in n or "clamp" in n or "kept" in n for n in page._notices)
+    finally:
+        page.cleanup()

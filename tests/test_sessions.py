@@ -1,0 +1,145 @@
+"""Many sessions on one server (issue 8): latest wins, closing a tab stops its work, identical
+requests compute once, sessions share no state."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import holoviews as hv
+import numpy as np
+import pytest
+
+from app import jobs
+from app.cache import configure, get_cache
+from app.jobs import JobSlot
+
+hv.extension("bokeh")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    configure()
+    yield
+    configure()
+
+
+def _wait(cond, timeout=60.0):
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.02)
+
+
+def test_latest_wins_and_superseded_jobs_never_start():
+    """Ten requests in a row from one session: only the last one's result is shown, and the
+    ones still queued behind busy workers never run at all."""
+    busy = threading.Event()
+    blockers = [JobSlot(lambda fn: fn()) for _ in range(jobs._EXECUTOR._max_workers)]
+    for b in blockers:  # occupy every worker so that the session's requests queue up
+        b.submit(lambda ctx: busy.wait(10), lambda r: None)
+    started, shown = [], []
+    slot = JobSlot(lambda fn: fn())
+    for k in range(10):
+        slot.submit(lambda ctx, k=k: started.append(k) or k, shown.append)
+    busy.set()
+    _wait(lambda: shown)
+    time.sleep(0.2)
+    assert shown == [9] and started == [9]
+
+
+def test_a_stale_result_never_overwrites_a_newer_one():
+    slot = JobSlot(lambda fn: fn())
+    shown = []
+    release = threading.Event()
+    slot.submit(lambda ctx: release.wait(5) and "old", shown.append)  # slow, then superseded
+    time.sleep(0.05)
+    slot.submit(lambda ctx: "new", shown.append)
+    _wait(lambda: shown)
+    release.set()
+    time.sleep(0.2)
+    assert shown == ["new"]
+
+
+def test_closing_a_tab_stops_its_computation():
+    """A page computing an escape curve is closed: the engine stops at its next check (not
+    after the whole curve) and nothing is called back into the closed session."""
+    from app.pages.escape import EscapePage
+
+    calls = []
+    page = EscapePage(query={"n_trajectories": "2000", "max_steps": "200000", "n_sigma2": "24"})
+    page._job._on_results = lambda results: calls.append(len(results))
+    t0 = time.time()
+    time.sleep(0.5)
+    page.cleanup()  # what main.py does when the browser session is destroyed
+    n_calls = len(calls)
+    # the worker gives up between σ² points: the pool is free again well before the curve
+    # (24 points of 2000 × 2·10⁵ steps) could have finished
+    free = JobSlot(lambda fn: fn())
+    done = []
+    free.submit(lambda ctx: "free", done.append)
+    _wait(lambda: done, timeout=120)
+    assert time.time() - t0 < 120
+    time.sleep(0.3)
+    assert len(calls) == n_calls  # nothing after close
+
+
+def test_identical_requests_from_many_sessions_compute_once():
+    """Eight sessions open the same escape-page link at once: each σ² point is computed once."""
+    from app.pages.escape import EscapePage
+
+    q = {"n_trajectories": "50", "max_steps": "3000", "n_sigma2": "4", "seed": "11"}
+    pages = [EscapePage(query=dict(q)) for _ in range(8)]
+    try:
+        _wait(lambda: all("complete" in p._job.status.object for p in pages), timeout=120)
+        cache = get_cache()
+        assert cache.misses == 4  # one computation per σ² …
+        assert cache.hits >= 4 * 7 - 4  # … the others waited for it or found it stored
+        first = pages[0]._table()
+        for p in pages[1:]:
+            assert p._table().mean_time.values.tolist() == first.mean_time.values.tolist()
+    finally:
+        for p in pages:
+            p.cleanup()
+
+
+def test_sessions_share_no_state():
+    """Two sessions of each page: changing one changes nothing in the other — including the
+    list-valued defaults, which must not be one shared list."""
+    from app.pages.escape import EscapePage
+    from app.pages.trajectories import TrajectoriesPage
+    from app.state import PAGE_STATES
+
+    for slug, classes in PAGE_STATES.items():
+        for attr, cls in classes.items():
+            a, b = cls(), cls()
+            for name, p in cls.param.objects().items():
+                va, vb = getattr(a, name), getattr(b, name)
+                if isinstance(va, (list, dict, np.ndarray)) and name != "name":
+                    assert va is not vb, f"{cls.__name__}.{name} is shared"
+    one, two = TrajectoriesPage(query={}), TrajectoriesPage(query={})
+    one.run.model.lr = 0.05
+    assert two.run.model.lr == 0.1 and one.run is not two.run
+    e1, e2 = EscapePage(query={"n_sigma2": "3", "max_steps": "1000"}), EscapePage(
+        query={"n_sigma2": "3", "max_steps": "1000"})
+    try:
+        e1.powerlaw.fp_dims.append(8)  # in place, as careless code would
+        e1.state.n_sigma2 = 5
+        assert e2.powerlaw.fp_dims == [1, 2, 3, 4] and e2.state.n_sigma2 == 3
+    finally:
+        for p in (one, two, e1, e2):
+            p.cleanup()
+
+
+def test_the_cache_byte_budget_holds_under_sessions():
+    """Sessions asking for many different results never push the shared cache past its
+    budget; the most recent ones stay."""
+    cache = configure(max_bytes=200_000)
+    from app.state import EscapeParams, sweeps
+
+    for seed in range(12):
+        sweeps.run_tasks(EscapeParams(n_sigma2=3, n_trajectories=200, max_steps=1000,
+                                      seed=seed).tasks())
+        assert cache.nbytes <= cache.max_bytes
+    assert len(cache) >= 3 and cache.misses == 36
