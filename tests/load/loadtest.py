@@ -306,7 +306,7 @@ def _pct(values, q):
 
 
 def run(n_sessions: int = 30, n_moves: int = 10, n_waves: int = 1, think: float = 1.0,
-        timeout: float = 60.0, settle: float = 10.0, log_path: Path | None = None) -> dict:
+        timeout: float = 60.0, settle: float = 40.0, log_path: Path | None = None) -> dict:
     """The whole experiment (see the module doc); returns a JSON-able report."""
     log_path = log_path or ROOT / "test-artifacts" / "load-server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -365,7 +365,8 @@ def main(argv=None) -> int:
     ap.add_argument("--moves", type=int, default=10)
     ap.add_argument("--waves", type=int, default=1)
     ap.add_argument("--think", type=float, default=1.0, help="mean think time between moves (s)")
-    ap.add_argument("--settle", type=float, default=10.0, help="wait after each wave (s)")
+    ap.add_argument("--settle", type=float, default=40.0,
+                    help="wait after each wave (s): Bokeh discards a closed session 15–32 s later")
     ap.add_argument("--json", type=Path, help="also write the report here")
     args = ap.parse_args(argv)
     report = run(args.sessions, args.moves, args.waves, args.think, settle=args.settle)
