@@ -199,15 +199,23 @@ class DatasetCache:
                 p.unlink(missing_ok=True)
                 total -= size
 
+    def _hit(self, key: str) -> xr.Dataset | None:
+        """The entry for ``key`` from memory, counted and made most recent (lock held)."""
+        ds = self._entries.get(key)
+        if ds is not None:
+            self._entries.move_to_end(key)
+            self.hits += 1
+        return ds
+
     def lookup(self, kind: str, inputs: Mapping[str, Any]) -> xr.Dataset | None:
         """The stored Dataset for ``(kind, inputs)`` — memory, then disk — or None; never
         computes (used to decide what must be sent to a cluster)."""
+        if not _KIND.match(kind):
+            raise ValueError(f"invalid cache kind {kind!r}")
         key = make_key(kind, inputs)
         with self._lock:
-            ds = self._entries.get(key)
+            ds = self._hit(key)
             if ds is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
                 return ds
         path = self.path(kind, inputs)
         ds = self._load(path) if path is not None else None
@@ -227,10 +235,8 @@ class DatasetCache:
         key = make_key(kind, inputs)
         while True:
             with self._lock:
-                ds = self._entries.get(key)
+                ds = self._hit(key)
                 if ds is not None:
-                    self._entries.move_to_end(key)
-                    self.hits += 1
                     return ds
                 event = self._inflight.get(key)
                 if event is None:
