@@ -231,14 +231,12 @@ class Page(pn.viewable.Viewer):
         """Validate every value the browser sends to this page's widgets (see
         :mod:`app.guards`); corrections are shown as notices."""
         root = pn.Column(self.sidebar, self.__panel__(), *extra)
-        pairs = self.param_widgets()
-        linked = linked_widgets(pairs)
-        for name, items in pairs.items():  # css class "atlas-<parameter>": tests and tools find it
-            for _, widget in items:
-                for part in [widget, *(w for w in widget.select(pn.widgets.Widget)
-                                       if id(w) in linked and w is not widget)]:
-                    if f"atlas-{name}" not in part.css_classes:
-                        part.css_classes = [*part.css_classes, f"atlas-{name}"]
+        linked = linked_widgets(self.param_widgets())
+        for widget in root.select(pn.widgets.Widget):  # "atlas-<parameter>": tests, tools find it
+            if id(widget) in linked:
+                css = f"atlas-{linked[id(widget)][1]}"
+                if css not in widget.css_classes:
+                    widget.css_classes = [*widget.css_classes, css]
         return guard_inputs(root, linked, self.add_notice)
 
     # -- teacher links: ?lock=…&hide=… ------------------------------------------------------
@@ -266,12 +264,13 @@ class Page(pn.viewable.Viewer):
                 raw = ",".join(str(r) for r in raw)
             return [n.strip() for n in str(raw)[:500].split(",") if n.strip()]
 
-        locked = names("lock")
-        for name in locked:
+        def controls(name):  # parameter names a lock/hide entry stands for
             if name == "advanced":
-                targets = [n for n in self.advanced if n in widgets]
-            else:
-                targets = [name] if name in widgets else []
+                return [n for n in self.advanced if n in widgets]
+            return [name] if name in widgets else []
+
+        for name in names("lock"):
+            targets = controls(name)
             if not targets:
                 self.add_notice(f"lock: this page has no control called {name[:40]!r}.")
             for n in targets:
@@ -279,18 +278,13 @@ class Page(pn.viewable.Viewer):
                     widget.disabled = True
                     self._hold(owner, n)
         for name in names("hide"):
-            if name == "advanced":
-                items = [w for n in self.advanced for _, w in widgets.get(n, [])]
-            elif name in widgets:
-                items = [w for _, w in widgets[name]]
-            elif name in extras:
+            items = [w for n in controls(name) for _, w in widgets[n]]
+            if not items and name in extras:
                 items = [extras[name]]
-            else:
-                items = []
+            elif not items and name != "advanced":
                 self.add_notice(f"hide: this page has nothing called {name[:40]!r}.")
             for item in items:
                 item.visible = False
-        self.locked = tuple(locked)
 
     def _hold(self, owner: param.Parameterized, name: str) -> None:
         """Keep ``owner.name`` at its current value: a locked control cannot be moved from
