@@ -496,13 +496,23 @@ class PowerLawParams(param.Parameterized):
                     n_chains=self.phi_chains, n_samples=self.phi_samples, sample_every=100,
                     seed=self.pl_seed, keep_samples=False)
 
+    @staticmethod
+    def group(ds_or_kind, **inputs) -> str:
+        """The export group of a t_p curve or a φ point (from its Dataset or its inputs)."""
+        if isinstance(ds_or_kind, xr.Dataset):
+            inputs, ds_or_kind = ds_or_kind.attrs, ds_or_kind.attrs["kind"]
+        if ds_or_kind == "first_passage":
+            return f"first_passage/d{int(inputs['dim'])}"
+        return f"stationary_exponent/lr{inputs['lr']:g}_B{int(inputs['batch_size'])}"
+
     def tasks(self) -> list[Task]:
         """t_p curves per d (Fig. 3b), then φ per (η, B) (Fig. 3a)."""
-        return ([Task("first_passage", self.passage_inputs(d), linreg.first_passage_times,
-                      f"first_passage/d{int(d)}") for d in self.fp_dims]
-                + [Task("stationary_exponent", self.phi_inputs(lr, b), linreg.stationary_exponent,
-                        f"stationary_exponent/lr{lr:g}_B{int(b)}")
-                   for lr in self.phi_lrs for b in self.phi_batches])
+        fp = [self.passage_inputs(d) for d in self.fp_dims]
+        phi = [self.phi_inputs(lr, b) for lr in self.phi_lrs for b in self.phi_batches]
+        return ([Task("first_passage", kw, linreg.first_passage_times,
+                      self.group("first_passage", **kw)) for kw in fp]
+                + [Task("stationary_exponent", kw, linreg.stationary_exponent,
+                        self.group("stationary_exponent", **kw)) for kw in phi])
 
 
 RELEASED_DATA = Path(__file__).resolve().parents[1] / "assets" / "paper001_training_set.dat"

@@ -67,10 +67,8 @@ class EscapePage(Page):
         return [(self.state, FIELDS + ("view",)), (self.powerlaw, PL_FIELDS)]
 
     def export_datasets(self):
-        fp = {f"first_passage/d{int(ds.attrs['dim'])}": ds for ds in self._pl["fp"]}
-        phi = {f"stationary_exponent/lr{ds.attrs['lr']:g}_B{int(ds.attrs['batch_size'])}": ds
-               for ds in self._pl["phi"]}
-        return {"fig5": self._table(), **fp, **phi}
+        curves = {PowerLawParams.group(ds): ds for ds in [*self._pl["fp"], *self._pl["phi"]]}
+        return {"fig5": self._table(), **curves}
 
     def cleanup(self) -> None:
         self._job.close()

@@ -61,7 +61,7 @@ class OverfitPage(Page):
         return [(self.state, OverfitParams.FIELDS)]
 
     def export_datasets(self):
-        return dict(zip(("run", "run_tau0"), self._runs))
+        return dict(zip((t.name for t in self.state.tasks()), self._runs))
 
     def cleanup(self) -> None:
         self._job.close()
