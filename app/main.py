@@ -15,6 +15,7 @@ from panel.io.resources import CDN_DIST, get_dist_path
 
 from app.jobs import quiet_closed_sockets
 from app.pages import DEFAULT_PAGE, PAGES
+from app.pages.base import release_js_links
 from engine.warmup import compile_all
 
 hv.extension("bokeh", logo=False)
@@ -61,8 +62,9 @@ def build() -> pn.template.BootstrapTemplate:
     page.bind_url()
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
 
-        def _cleanup(session_context):  # Bokeh requires exactly this signature
-            page.cleanup()
+        def _cleanup(session_context, release=release_js_links):  # Bokeh calls it with one
+            page.cleanup()  # argument; ``release`` is bound now, as Bokeh clears this
+            release(template)  # module's globals once the session's page is built
 
         pn.state.on_session_destroyed(_cleanup)
     return template

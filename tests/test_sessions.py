@@ -143,3 +143,62 @@ def test_the_cache_byte_budget_holds_under_sessions():
                                       seed=seed).tasks())
         assert cache.nbytes <= cache.max_bytes
     assert len(cache) >= 3 and cache.misses == 36
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_closed_sessions_are_freed():
+    """Closed sessions leave nothing behind: a real server (in this process, so its objects
+    can be counted) serves the live page — the one with editable sliders — to three
+    protocol-level students who move η and leave; once Bokeh has discarded their sessions, no
+    page and no document of theirs is alive.
+
+    Regression: Panel's process-wide JS-link registry (a ``WeakKeyDictionary`` whose values
+    reach their own keys through an editable slider) kept every closed session alive — page,
+    state, plots and Bokeh document; three waves of 30 students grew the server by 129 MiB
+    (see :func:`app.pages.base.release_js_links`)."""
+    import gc
+    from pathlib import Path
+
+    import panel as pn
+    from bokeh.document import Document
+
+    from app.pages.base import Page
+    from tests.load.loadtest import Student, _free_port
+
+    def alive():
+        gc.collect()
+        objs = gc.get_objects()
+        return (sum(isinstance(o, Page) for o in objs),
+                sum(isinstance(o, Document) for o in objs))
+
+    before = alive()
+    port = _free_port()
+    server = pn.serve({"app": str(Path(__file__).resolve().parents[1] / "app" / "main.py")},
+                      address="127.0.0.1", port=port, threaded=True, show=False,
+                      websocket_origin=[f"127.0.0.1:{port}"],
+                      unused_session_lifetime_milliseconds=500,
+                      check_unused_sessions_milliseconds=500)
+    try:
+        _wait(lambda: _listening(port), timeout=60)
+        base = f"http://127.0.0.1:{port}"
+        students = [Student(base, seed=i) for i in range(3)]
+        for s in students:
+            assert s.wait_loaded()
+        assert alive()[0] == before[0] + 3
+        for k, s in enumerate(students):
+            assert s.move(0.03 + 0.01 * k, timeout=60) is not None
+        for s in students:
+            s.close()
+        del students, s  # their client-side documents live in this process too
+        _wait(lambda: alive()[0] == before[0], timeout=60)
+        pages, docs = alive()
+        assert pages == before[0]
+        assert docs <= before[1] + 1  # Bokeh may hold on to the last document it served
+    finally:
+        server.stop()

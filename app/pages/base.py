@@ -387,3 +387,21 @@ class ProgressiveJob:
 
     def close(self) -> None:
         self._slot.close()
+
+
+def release_js_links(template: pn.template.BaseTemplate) -> int:
+    """Forget the browser-side links of a closed session's widgets; returns how many.
+
+    Panel keeps every ``jscallback``/``jslink`` in one process-wide
+    ``WeakKeyDictionary`` (``panel.links.Callback.registry``) keyed by the source widget. Its
+    values hold the callback's ``args`` strongly — for an editable slider that is the sibling
+    slider, which reaches its composite and so the key again: the key never dies, and neither
+    does anything reachable from it (the page, its state, its plots, the Bokeh document).
+    Every closed session of a page with an editable slider stayed in memory (measured: all 5
+    trajectories pages and their documents alive after their sessions were discarded)."""
+    from panel.links import Callback
+
+    registry = Callback.registry
+    parts = (template.header, template.sidebar, template.main, template.modal)
+    return sum(registry.pop(obj, None) is not None
+               for part in parts for item in part for obj in item.select())
