@@ -15,7 +15,7 @@ from panel.io.resources import CDN_DIST, get_dist_path
 
 from app.jobs import quiet_closed_sockets
 from app.pages import DEFAULT_PAGE, PAGES
-from app.pages.base import release_js_links
+from app.pages.base import release_js_links, settle_markup
 from engine.warmup import compile_all
 
 hv.extension("bokeh", logo=False)
@@ -89,6 +89,8 @@ local_resources(_doc)
 if _doc is not None and _doc.session_context is not None:
     # one reference recomputation for the whole page instead of one per linked model
     with _doc.models.freeze():
-        build().server_doc(_doc)
+        _template = build()
+        _template.server_doc(_doc)
+        settle_markup(_template, _doc)
 else:
     build().servable()

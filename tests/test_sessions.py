@@ -202,3 +202,60 @@ def test_closed_sessions_are_freed():
         assert docs <= before[1] + 1  # Bokeh may hold on to the last document it served
     finally:
         server.stop()
+
+
+def test_updating_text_after_the_session_build_recomputes_nothing():
+    """After a session's build (as main.py does it), changing the text of any markup pane
+    leaves its stylesheets as they are, so Bokeh does not recompute the references of the
+    whole document (50–65 ms on the live page: a student's first slider move, times 30
+    students at once, stalled the server's event loop for 1.5 s).
+
+    Without :func:`app.pages.base.settle_markup` the first update of every pane swaps its
+    stylesheet models (Panel resolves a design's stylesheets differently when it renders a
+    pane in a template and when it updates it).
+
+    The live page is the one whose panes no background job touches before the browser is
+    connected; without a server the other pages' jobs update panes from worker threads,
+    outside the document, while this test looks."""
+    import panel as pn
+    from bokeh.document import Document
+    from bokeh.document.models import DocumentModelManager
+    from panel.io.state import set_curdoc
+    from panel.pane.markup import HTMLBasePane
+
+    from app.pages import PAGES
+    from app.pages.base import _template_objects, settle_markup
+
+    doc = Document()
+    with set_curdoc(doc):
+        page = PAGES["trajectories"][1](query={})
+        try:
+            share = page.share_panel()
+            template = pn.template.BootstrapTemplate(sidebar=[page.sidebar, share], main=[page],
+                                                     busy_indicator=None)
+            with doc.models.freeze():
+                template.server_doc(doc)
+                assert settle_markup(template, doc) >= 3
+            panes = [p for p in _template_objects(template, HTMLBasePane) if p._models]
+            before = {id(m): list(m.stylesheets) for p in panes for m, _ in p._models.values()}
+            recomputed, me = [], threading.get_ident()
+            original = DocumentModelManager.recompute
+
+            def recompute(self):  # (the page's background jobs may update plots meanwhile)
+                if threading.get_ident() == me:
+                    recomputed.append(1)
+                original(self)
+
+            DocumentModelManager.recompute = recompute
+            try:
+                for k, p in enumerate(panes):
+                    p.object = f"changed text {k}"
+            finally:
+                DocumentModelManager.recompute = original
+            after = {id(m): list(m.stylesheets) for p in panes for m, _ in p._models.values()}
+            assert len(panes) >= 3 and all(
+                len(after[i]) == len(before[i]) and all(a is b for a, b in zip(after[i], before[i]))
+                for i in before)
+            assert recomputed == []
+        finally:
+            page.cleanup()
