@@ -207,15 +207,17 @@ class DatasetCache:
             self.hits += 1
         return ds
 
-    def lookup(self, kind: str, inputs: Mapping[str, Any]) -> xr.Dataset | None:
-        """The stored Dataset for ``(kind, inputs)`` — memory, then disk — or None; never
-        computes (used to decide what must be sent to a cluster)."""
+    def lookup(self, kind: str, inputs: Mapping[str, Any], *,
+               disk: bool = True) -> xr.Dataset | None:
+        """The stored Dataset for ``(kind, inputs)`` — memory, then disk unless ``disk`` is
+        false — or None; never computes (used to decide what must be sent to a cluster, and
+        by views that draw a result at once if it is in memory)."""
         if not _KIND.match(kind):
             raise ValueError(f"invalid cache kind {kind!r}")
         key = make_key(kind, inputs)
         with self._lock:
             ds = self._hit(key)
-            if ds is not None:
+            if ds is not None or not disk:
                 return ds
         path = self.path(kind, inputs)
         ds = self._load(path) if path is not None else None

@@ -222,11 +222,19 @@ def test_where_am_i_reuses_the_stability_pages_map():
         stability_page = StabilityPage(query={"sigma2": "0.7"})
         stability_page.cleanup()
         assert stability_page.state.tasks()[0] == task  # the page asks for the very same entry
-        pts = page._where(page._snapshot()).get(2)  # one projected point per trajectory
+        again = TrajectoriesPage(query={"sigma2": "0.7"})  # another student, same σ²:
+        again.cleanup()
+        assert again._pi_ds is page._pi_ds  # drawn from the cache at once, no job, no wait
+        assert again._views["where"].streams[1].contents == {"pi": page._pi_ds}
+        pts = page._where(page._snapshot(), page._pi_ds).get(2)  # a point per trajectory
         theta = page.run.theta
         assert len(pts) == page.run.model.n_trajectories
         w = np.abs(theta[:, 0] + theta[:, 1]) / 2
         np.testing.assert_allclose(np.sort(pts.data["w"].values), np.sort(w))
+        low = page._pi_ds.copy()
+        low["valley"] = -abs(low.valley)  # as at σ² = 0.1: C lies at v < 0, outside [0, 2]²
+        assert page._where(page._snapshot(), low).get(1).label == "valley C: outside this window"
+        assert page._where(page._snapshot(), page._pi_ds).get(1).label == "valley C"
         page.run.model.teacher = "paper001"  # no π map for that teacher: said, not drawn
         assert page._pi_ds is None
     finally:

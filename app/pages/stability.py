@@ -227,7 +227,8 @@ class StabilityPage(Page):
             img = img.opts(cmap="Greys", clim=(0, 1), colorbar=True, clabel=LABELS[var])
         valley = data.valley.values
         ok = (valley >= 0) & (valley <= 2)
-        curve = hv.Curve((data.w.values[ok], valley[ok]), "w", "v", label="valley C").opts(
+        label = "valley C" if ok.any() else "valley C: outside this window"
+        curve = hv.Curve((data.w.values[ok], valley[ok]), "w", "v", label=label).opts(
             color=W_COLOR, line_width=2)
         return (img * curve).opts(legend_position="top_right")
 

@@ -22,6 +22,7 @@ from holoviews.streams import Pipe
 from engine import fa
 
 from .. import sweeps
+from ..cache import get_cache
 from ..jobs import JobSlot, session_scheduler
 from ..state import LIVE_PARAMS, RESTART_PARAMS, EnsembleParams, StabilityParams, TrajectoryRun
 from .base import Page
@@ -139,10 +140,12 @@ class TrajectoriesPage(Page):
         self._pipe = Pipe(data=self._snapshot())
         self._drawn_resets = self.run.resets
         self._pi_ds = None
+        # the π map has its own stream: its arrival redraws the inset only, not all five plots
+        self._pi_pipe = Pipe(data=None).rename(data="pi")
         self._pi_job = JobSlot(session_scheduler(self._doc))
+        self._request_pi()  # before the plots are built: a cached map is drawn at once
         self._build()
         self.run.model.param.watch(lambda *e: self._request_pi(), ["sigma2", "teacher"])
-        self._request_pi()
 
     # -- outside input -----------------------------------------------------------------------
     def targets(self):
@@ -290,24 +293,37 @@ class TrajectoriesPage(Page):
         """The π map of the stability page at this σ² (its default resolution and seed: the
         very cache entry that page computes, so whichever page comes first serves the other)."""
         m = self.run.model
-        self._pi_ds = None
+        self._pi_job.cancel()
         if m.teacher != "paper000":
-            self._pi_job.cancel()
-            self._send(self._snapshot())
+            self._show_pi(None)
             return
         task = StabilityParams(sigma2=m.sigma2).pi_map_task()
+        ds = get_cache().lookup(task.kind, task.inputs, disk=False)
+        if ds is not None:  # another session or page has computed it: no job, no wait
+            self._show_pi(ds)
+            return
+        self._show_pi(None)
         self._pi_job.submit(lambda ctx: sweeps.run_tasks([task])[0], self._on_pi)
 
     def _on_pi(self, ds) -> None:
         if float(ds.attrs["sigma2"]) == float(self.run.model.sigma2):
-            self._pi_ds = ds
-            self._send(self._snapshot())
+            self._show_pi(ds)
 
-    def _where(self, data):
+    def _show_pi(self, ds) -> None:
+        """Draw the inset on ``ds`` (None: the map is not available or not computed yet)."""
+        if ds is self._pi_ds:
+            return
+        self._pi_ds = ds
+        if hasattr(self, "_views"):  # built: redraw the inset (only it listens to this stream)
+            self.when_connected(lambda: self._pi_pipe.send(ds))
+        else:  # nothing listens yet: the inset is first drawn with this
+            self._pi_pipe.send(ds)
+
+    def _where(self, data, pi=None):
         """Each trajectory's nearest point of M_wv, ((w1 + w2)/2, (v1 + v2)/2), folded by the
         symmetry (w, v) → (−w, −v), on π = P[μ+ ≤ 0] (paper 000 eq. 38, Fig. 3 right)."""
         opts = dict(responsive=True, min_height=300, xlim=(0, 2), ylim=(0, 2), framewise=True)
-        ds = self._pi_ds
+        ds = pi
         # the same four layers on every frame (a DynamicMap must keep its structure)
         if ds is None:
             w_grid = v_grid = np.linspace(0.01, 1.99, 2)
@@ -322,7 +338,8 @@ class TrajectoriesPage(Page):
         img = hv.Image((w_grid, v_grid, pi), kdims=["w", "v"], vdims=["π"]).opts(
             cmap="Greys", clim=(0, 1), colorbar=True, clabel="π = P[μ+ ≤ 0]")
         ok = (valley >= 0) & (valley <= 2)
-        curve = hv.Curve((w_grid[ok], valley[ok]), "w", "v", label="valley C").opts(
+        label = "valley C" if ok.any() or ds is None else "valley C: outside this window"
+        curve = hv.Curve((w_grid[ok], valley[ok]), "w", "v", label=label).opts(
             color="#d62728", line_width=2)
         theta = data["theta"][:, -1, :] if data["theta"].shape[1] else np.empty((0, 4))
         t = theta[np.all(np.isfinite(theta), axis=1)]
@@ -462,7 +479,8 @@ class TrajectoriesPage(Page):
                 hv.opts.Overlay(**opts)),
             "deg": hv.DynamicMap(on_pipe(self._degeneration), streams=[self._pipe]).opts(
                 hv.opts.Overlay(**opts)),
-            "where": hv.DynamicMap(on_pipe(self._where), streams=[self._pipe]),
+            "where": hv.DynamicMap(lambda data, pi: self._where(data, pi),
+                                   streams=[self._pipe, self._pi_pipe]),
         }
         self._play = pn.widgets.Toggle(name="▶ Play", button_type="primary", width=110)
         self._play.param.watch(self._on_play, "value")
