@@ -57,7 +57,9 @@ def join_along(datasets: list[xr.Dataset], dim: str) -> xr.Dataset:
     """Points of one curve joined along ``dim`` (taken from each one's attrs when it is not a
     coordinate, e.g. the batch size S of a λ–S column), sorted; differing attrs dropped."""
     parts = [ds if dim in ds.coords else ds.assign_coords({dim: [ds.attrs[dim]]}) for ds in datasets]
-    return xr.concat(parts, dim=dim, combine_attrs="drop_conflicts").sortby(dim)
+    # xarray's defaults are changing (FutureWarning): stated, every variable gains ``dim``
+    return xr.concat(parts, dim=dim, data_vars="all", coords="different", compat="equals",
+                     join="outer", combine_attrs="drop_conflicts").sortby(dim)
 
 TEACHER_LABELS = {
     "2tanh(x) − tanh(4x)  (paper 000)": "paper000",

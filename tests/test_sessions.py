@@ -162,6 +162,15 @@ def test_closed_sessions_are_freed():
     reach their own keys through an editable slider) kept every closed session alive — page,
     state, plots and Bokeh document; three waves of 30 students grew the server by 129 MiB
     (see :func:`app.pages.base.release_js_links`)."""
+    # in its own thread: bokeh.client runs event loops, and Playwright (browser tests in the
+    # same process) keeps one running in the main thread
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(_serve_three_students_and_count).result()
+
+
+def _serve_three_students_and_count():
     import gc
     from pathlib import Path
 
@@ -171,13 +180,20 @@ def test_closed_sessions_are_freed():
     from app.pages.base import Page
     from tests.load.loadtest import Student, _free_port
 
+    import weakref
+
+    gc.collect()
+    earlier = weakref.WeakSet(o for o in gc.get_objects() if isinstance(o, (Page, Document)))
+
     def alive():
+        """Pages and documents made since the test began (earlier tests' may die meanwhile)."""
         gc.collect()
-        objs = gc.get_objects()
+        objs = [o for o in gc.get_objects()
+                if isinstance(o, (Page, Document)) and o not in earlier]
         return (sum(isinstance(o, Page) for o in objs),
                 sum(isinstance(o, Document) for o in objs))
 
-    before = alive()
+    before = (0, 0)
     port = _free_port()
     server = pn.serve({"app": str(Path(__file__).resolve().parents[1] / "app" / "main.py")},
                       address="127.0.0.1", port=port, threaded=True, show=False,
