@@ -53,6 +53,13 @@ def _finite(a):
     return a
 
 
+def valley_curve(w: np.ndarray, valley: np.ndarray, known: bool = True) -> hv.Curve:
+    """The valley curve C, v*(w; σ²), on the maps' window [0, 2]²; its legend says so when C
+    lies outside it (``known``: the map is computed, else the placeholder is just "valley C")."""
+    ok = (valley >= 0) & (valley <= 2)
+    label = "valley C" if ok.any() or not known else "valley C: outside this window"
+    return hv.Curve((w[ok], valley[ok]), "w", "v", label=label).opts(color=W_COLOR, line_width=2)
+
 class StabilityPage(Page):
     """μ± against x, the π / Lyapunov map over M_wv, and pullback clouds."""
 
@@ -225,12 +232,8 @@ class StabilityPage(Page):
             img = img.opts(cmap="RdBu", clim=(-lim, lim), colorbar=True, clabel=LABELS[var])
         else:
             img = img.opts(cmap="Greys", clim=(0, 1), colorbar=True, clabel=LABELS[var])
-        valley = data.valley.values
-        ok = (valley >= 0) & (valley <= 2)
-        label = "valley C" if ok.any() else "valley C: outside this window"
-        curve = hv.Curve((data.w.values[ok], valley[ok]), "w", "v", label=label).opts(
-            color=W_COLOR, line_width=2)
-        return (img * curve).opts(legend_position="top_right")
+        return (img * valley_curve(data.w.values, data.valley.values)).opts(
+            legend_position="top_right")
 
     @staticmethod
     def _marker(w0, v0):

@@ -26,6 +26,7 @@ from ..cache import get_cache
 from ..jobs import JobSlot, session_scheduler
 from ..state import LIVE_PARAMS, RESTART_PARAMS, EnsembleParams, StabilityParams, TrajectoryRun
 from .base import Page
+from .stability import valley_curve
 
 log = logging.getLogger(__name__)
 TITLE = "Live trajectories"
@@ -319,11 +320,10 @@ class TrajectoriesPage(Page):
         else:  # nothing listens yet: the inset is first drawn with this
             self._pi_pipe.send(ds)
 
-    def _where(self, data, pi=None):
+    def _where(self, data, ds=None):
         """Each trajectory's nearest point of M_wv, ((w1 + w2)/2, (v1 + v2)/2), folded by the
         symmetry (w, v) → (−w, −v), on π = P[μ+ ≤ 0] (paper 000 eq. 38, Fig. 3 right)."""
         opts = dict(responsive=True, min_height=300, xlim=(0, 2), ylim=(0, 2), framewise=True)
-        ds = pi
         # the same four layers on every frame (a DynamicMap must keep its structure)
         if ds is None:
             w_grid = v_grid = np.linspace(0.01, 1.99, 2)
@@ -337,10 +337,7 @@ class TrajectoriesPage(Page):
             text, title = "", None
         img = hv.Image((w_grid, v_grid, pi), kdims=["w", "v"], vdims=["π"]).opts(
             cmap="Greys", clim=(0, 1), colorbar=True, clabel="π = P[μ+ ≤ 0]")
-        ok = (valley >= 0) & (valley <= 2)
-        label = "valley C" if ok.any() or ds is None else "valley C: outside this window"
-        curve = hv.Curve((w_grid[ok], valley[ok]), "w", "v", label=label).opts(
-            color="#d62728", line_width=2)
+        curve = valley_curve(w_grid, valley, known=ds is not None)
         theta = data["theta"][:, -1, :] if data["theta"].shape[1] else np.empty((0, 4))
         t = theta[np.all(np.isfinite(theta), axis=1)]
         w, v = (t[:, 0] + t[:, 1]) / 2, (t[:, 2] + t[:, 3]) / 2
