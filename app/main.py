@@ -13,7 +13,7 @@ import panel as pn
 
 from panel.io.resources import CDN_DIST, get_dist_path
 
-from app.jobs import quiet_closed_sockets
+from app.jobs import freeze_startup_objects, quiet_closed_sockets
 from app.pages import DEFAULT_PAGE, PAGES
 from app.pages.base import release_js_links, settle_markup
 from engine.warmup import compile_all
@@ -83,6 +83,7 @@ def local_resources(doc) -> None:
 
 
 compile_all()  # once per process (numba's disk cache makes it quick after the first start)
+freeze_startup_objects()  # once per process, before the first page is built
 quiet_closed_sockets()
 _doc = pn.state.curdoc
 local_resources(_doc)
