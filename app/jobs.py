@@ -8,10 +8,12 @@ event loop with Bokeh's document lock held — never from the worker thread.
 
 from __future__ import annotations
 
+import collections
 import gc
 import logging
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -176,6 +178,89 @@ def session_scheduler(doc) -> Callable[[Callable[[], None]], None]:
 
         return lambda fn: loop.add_callback(in_doc, fn)
     return lambda fn: fn()
+
+
+class DrawQueue:
+    """The heavy pieces of pages being opened (their plots), drawn one per turn of the loop.
+
+    Bokeh builds a session's document synchronously on the server's one event loop, and a
+    HoloViews plot costs 0.2–0.3 s of it: the live page's five plots held the loop for
+    1.3 s per student, so thirty students opening it at once stalled everyone — moves,
+    /liveness — for seconds, and the last one saw a blank page for two minutes. A served page
+    now sends its widgets and text at once, with an empty frame per plot, and hands each plot
+    to this queue once the browser is connected. The loop draws one, serves whatever arrived
+    meanwhile, waits ``gap`` seconds and draws the next: first come, first served across the
+    server's sessions (a session's plots are queued together, so pages complete in the order
+    they connected). A piece runs with its session's document lock held, as every Bokeh
+    callback does, and is dropped if the session has closed in the meantime.
+
+    One queue per event loop (:func:`draw_queue`): a piece must run on its document's loop."""
+
+    def __init__(self, gap: float = 0.01):
+        self.gap = gap
+        self._items: collections.deque = collections.deque()
+        self._busy = False  # a turn is scheduled or running
+        self.drawn = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, doc, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` on ``doc`` when its turn comes (call on the loop serving ``doc``)."""
+        self._items.append((weakref.ref(doc), fn))
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._busy or not self._items:
+            return
+        from tornado.ioloop import IOLoop
+
+        self._busy = True
+        IOLoop.current().call_later(self.gap, self._turn)
+
+    async def _turn(self) -> None:
+        try:
+            while self._items:
+                ref, fn = self._items.popleft()
+                doc = ref()
+                context = getattr(doc, "session_context", None)
+                if context is None or context.destroyed:
+                    continue  # the tab closed before its plots came
+
+                async def draw(doc, fn=fn):
+                    self._draw(doc, fn)
+
+                await context.with_locked_document(draw)
+                return
+        finally:
+            self._busy = False
+            self._arm()
+
+    def _draw(self, doc, fn) -> None:
+        from panel.io.state import set_curdoc
+
+        # No ``doc.models.freeze()`` here (unlike :func:`session_scheduler`): a plot added
+        # inside one is sent to the browser twice — its shared axis ranges are not yet among
+        # the document's synced models when Panel links them in a second event.
+        try:
+            with set_curdoc(doc):
+                fn()
+            self.drawn += 1
+        except Exception:  # one page's bug must not stop the other pages' plots
+            log.exception("drawing a deferred piece failed")
+
+
+_DRAW_QUEUES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def draw_queue() -> DrawQueue:
+    """The :class:`DrawQueue` of the current event loop (the server's: one per process)."""
+    from tornado.ioloop import IOLoop
+
+    loop = IOLoop.current()
+    if loop not in _DRAW_QUEUES:
+        _DRAW_QUEUES[loop] = DrawQueue()
+    return _DRAW_QUEUES[loop]
 
 
 def freeze_startup_objects() -> bool:

@@ -3,6 +3,7 @@ requests compute once, sessions share no state."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -172,15 +173,12 @@ def test_closed_sessions_are_freed():
 
 def _serve_three_students_and_count():
     import gc
-    from pathlib import Path
+    import weakref
 
-    import panel as pn
     from bokeh.document import Document
 
     from app.pages.base import Page
-    from tests.load.loadtest import Student, _free_port
-
-    import weakref
+    from tests.load.loadtest import Student
 
     gc.collect()
     earlier = weakref.WeakSet(o for o in gc.get_objects() if isinstance(o, (Page, Document)))
@@ -194,15 +192,7 @@ def _serve_three_students_and_count():
                 sum(isinstance(o, Document) for o in objs))
 
     before = (0, 0)
-    port = _free_port()
-    server = pn.serve({"app": str(Path(__file__).resolve().parents[1] / "app" / "main.py")},
-                      address="127.0.0.1", port=port, threaded=True, show=False,
-                      websocket_origin=[f"127.0.0.1:{port}"],
-                      unused_session_lifetime_milliseconds=500,
-                      check_unused_sessions_milliseconds=500)
-    try:
-        _wait(lambda: _listening(port), timeout=60)
-        base = f"http://127.0.0.1:{port}"
+    with _served_app() as base:
         students = [Student(base, seed=i) for i in range(3)]
         for s in students:
             assert s.wait_loaded()
@@ -216,8 +206,136 @@ def _serve_three_students_and_count():
         pages, docs = alive()
         assert pages == before[0]
         assert docs <= before[1] + 1  # Bokeh may hold on to the last document it served
+
+
+@contextlib.contextmanager
+def _served_app():
+    """The dashboard served by a Bokeh server in this process; yields its base URL."""
+    from pathlib import Path
+
+    import panel as pn
+
+    from tests.load.loadtest import _free_port
+
+    port = _free_port()
+    server = pn.serve({"app": str(Path(__file__).resolve().parents[1] / "app" / "main.py")},
+                      address="127.0.0.1", port=port, threaded=True, show=False,
+                      websocket_origin=[f"127.0.0.1:{port}"],
+                      unused_session_lifetime_milliseconds=500,
+                      check_unused_sessions_milliseconds=500)
+    try:
+        _wait(lambda: _listening(port), timeout=60)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+class _FakeSession:
+    """What :class:`app.jobs.DrawQueue` needs of a Bokeh session context."""
+
+    def __init__(self):
+        self.destroyed = False
+
+    async def with_locked_document(self, func):
+        await func(self.document)
+
+
+class _FakeDoc:
+    def __init__(self):
+        self.session_context = _FakeSession()
+        self.session_context.document = self
+
+
+def test_the_draw_queue_draws_one_piece_per_turn_of_the_loop():
+    """Pieces of several sessions are drawn first come, first served, and whatever reached
+    the loop while one was drawn (a student's move, a /liveness request) runs before the
+    next: here, a callback each piece adds to the loop. A closed session's pieces are
+    skipped; a failing piece is logged and stops nothing."""
+    from tornado.ioloop import IOLoop
+
+    def scenario():
+        loop = IOLoop.current()
+        queue = jobs.DrawQueue(gap=0.001)
+        a, b, closed = _FakeDoc(), _FakeDoc(), _FakeDoc()
+        order = []
+
+        def piece(name):
+            def fn():
+                order.append(name)
+                loop.add_callback(order.append, f"after {name}")
+            return fn
+
+        def broken():
+            raise RuntimeError("a page bug")
+
+        for doc, name in [(a, "a1"), (b, "b1"), (closed, "c1"), (a, "a2")]:
+            queue.put(doc, piece(name))
+        queue.put(b, broken)
+        queue.put(b, piece("b2"))
+        closed.session_context.destroyed = True
+        deadline = loop.time() + 10
+
+        def check():
+            if "after b2" in order or loop.time() > deadline:
+                loop.stop()
+            else:
+                loop.call_later(0.01, check)
+
+        check()
+        loop.start()
+        return order, queue
+
+    result = []
+
+    def run():  # a fresh loop in its own thread (another test's loop may run in this one)
+        import asyncio
+
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        result.extend(scenario())
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(30)
+    order, queue = result
+    assert order == ["a1", "after a1", "b1", "after b1", "a2", "after a2", "b2", "after b2"]
+    assert queue.drawn == 4 and len(queue) == 0
+
+
+def test_a_served_page_sends_its_frame_first_and_its_plots_once_connected():
+    """A session's document arrives with its widgets and a frame per plot, and no plot; once
+    the browser says it is ready, the server-wide draw queue fills every frame: the live
+    page then holds its five plots and no frame waiting (the load test's "loaded")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # bokeh.client runs loops; see the test above
+        pool.submit(_frame_then_plots).result()
+
+
+def _frame_then_plots():
+    import panel.models  # noqa: F401  (the document's model types must be known here)
+    from bokeh.client import pull_session
+
+    from tests.load.loadtest import Student
+
+    def plots(doc):
+        return sum(type(m).__name__ == "figure" for m in doc.models)
+
+    def frames(doc):
+        return sum("atlas-drawing" in str(getattr(m, "text", "")) for m in doc.models)
+
+    with _served_app() as base:
+        silent = pull_session(url=f"{base}/app", arguments={"page": "trajectories"})
+        try:  # a client that never says "ready": the frame only
+            assert (plots(silent.document), frames(silent.document)) == (0, 5)
+        finally:
+            silent.close()
+        s = Student(base, seed=1)
+        try:
+            assert s.wait_loaded()
+            assert (plots(s.session.document), frames(s.session.document)) == (5, 0)
+            assert s.move(0.05, timeout=60) is not None
+        finally:
+            s.close()
 
 
 def test_updating_text_after_the_session_build_recomputes_nothing():

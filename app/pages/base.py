@@ -15,7 +15,7 @@ import engine
 
 from .. import ncio, sweeps
 from ..guards import guard_inputs, linked_widgets
-from ..jobs import JobSlot, session_scheduler
+from ..jobs import JobSlot, draw_queue, session_scheduler
 from ..presets import load_presets
 from ..urlstate import apply_values
 
@@ -180,6 +180,31 @@ class Page(pn.viewable.Viewer):
             fn()
         else:
             pn.state.onload(fn)
+
+    @classmethod
+    def deferred(cls, view, min_height: int = 300, **layout) -> pn.Column:
+        """``view`` in a frame that is sent with the page and filled once the browser is
+        connected, when the server's draw queue (:func:`app.jobs.draw_queue`) comes to it.
+
+        Served pages send their widgets and text at once and their plots one per turn of the
+        server's loop, so students opening a page together do not stall the server (see
+        :class:`app.jobs.DrawQueue`). The frame takes the view's sizing. Without a server
+        (tests, notebooks) the view is there at once."""
+        layout = dict(sizing_mode=getattr(view, "sizing_mode", None) or "stretch_both",
+                      min_height=getattr(view, "min_height", None) or min_height,
+                      margin=0) | layout
+        doc = pn.state.curdoc
+        if doc is None or doc.session_context is None:
+            return pn.Column(view, **layout)
+        holder = pn.Column(pn.pane.HTML(
+            "<div class='atlas-drawing' style='color:#888;padding:1em'>drawing…</div>",
+            margin=0), **layout)
+
+        def fill():
+            holder.objects = [view]
+
+        cls.when_connected(lambda: draw_queue().put(doc, fill))
+        return holder
 
     # -- exports and sharing -------------------------------------------------------------------
     def export_datasets(self) -> dict[str, xr.Dataset]:

@@ -279,11 +279,11 @@ class EscapePage(Page):
                      "pl_seed": pn.widgets.IntInput})
         self._tabs = pn.Tabs(
             ("Optimal noise (paper 000, Fig. 5)", pn.Column(
-                self._job.controls, self._plot, self._cens,
+                self._job.controls, self.deferred(self._plot), self.deferred(self._cens),
                 sizing_mode="stretch_width")),
             ("Power-law escape (paper 003, Fig. 3)", pn.Column(
                 self._pl_job.controls,
-                pn.Row(self._tp_plot, self._phi_plot, sizing_mode="stretch_width"),
+                pn.Row(self.deferred(self._tp_plot), self.deferred(self._phi_plot), sizing_mode="stretch_width"),
                 self._pl_table, sizing_mode="stretch_width")),
             active=VIEWS.index(self.state.view), dynamic=False, sizing_mode="stretch_width")
         self._tabs.param.watch(self._on_tab, "active")

@@ -324,11 +324,11 @@ class StabilityPage(Page):
             pn.pane.Markdown(self.prompt_markdown, sizing_mode="stretch_width"),
             self._alert,
             pn.Row(self._map_progress, self._map_status),
-            pn.Row(self._mu_pane, self._map_pane,
+            pn.Row(self.deferred(self._mu_pane), self.deferred(self._map_pane),
                    sizing_mode="stretch_width", min_height=340),
             self._point_md,
             pn.pane.Markdown(EXPLAIN, styles={"color": "#555"}),
             pn.Row(self._cloud_progress, self._cancel_btn, self._cloud_status, self._trapped),
-            self._cloud_pane,
+            self.deferred(self._cloud_pane),
             sizing_mode="stretch_both",
         )

@@ -528,9 +528,9 @@ class TrajectoriesPage(Page):
         return pn.Column(
             pn.Row(controls, self._prompt, sizing_mode="stretch_width"),
             self._alert,
-            pn.GridBox(self._views["w"], self._views["v"], self._views["loss"], self._views["deg"],
+            pn.GridBox(*(self.deferred(self._views[k]) for k in ("w", "v", "loss", "deg")),
                        ncols=2, sizing_mode="stretch_both", min_height=640),
-            pn.Row(self._views["where"], pn.pane.Markdown(WHERE_TEXT, width=330),
+            pn.Row(self.deferred(self._views["where"]), pn.pane.Markdown(WHERE_TEXT, width=330),
                    sizing_mode="stretch_width"),
             self._events,
             sizing_mode="stretch_both",

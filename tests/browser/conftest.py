@@ -91,8 +91,15 @@ class PageProbe:
         self.page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0", timeout=60_000)
         # the page's onload hook writes the validated state into the URL: then it is live
         self.page.wait_for_function("() => location.search.includes('page=')", timeout=60_000)
+        self.wait_drawn()
         self.page.wait_for_timeout(1000)
         return self.page
+
+    def wait_drawn(self, timeout: float = 60.0) -> None:
+        """Until every plot is drawn: plots come after the page's frame, through the server's
+        draw queue (:class:`app.jobs.DrawQueue`), so a finished computation may be shown
+        before its plot exists in the browser."""
+        self.page.wait_for_selector(".atlas-drawing", state="detached", timeout=1000 * timeout)
 
     def wait_steps(self, at_least: int, timeout: float = 30.0) -> None:
         """Poll the step counter until it reaches ``at_least`` (or ``timeout`` seconds pass)."""

@@ -14,6 +14,7 @@ def test_tau_changes_the_curves(server, probe):
     page = probe.page
     page.goto(server + "?page=overfit&n_steps=20000&n_data=40&compare_clean=false")
     page.wait_for_selector("#overfit-done", timeout=90_000)
+    probe.wait_drawn()
     page.wait_for_timeout(500)
     before = page.evaluate(CURVE_SUM)
     assert before > 0

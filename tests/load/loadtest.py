@@ -197,9 +197,12 @@ class Student:
         into the URL then) and then sent nothing for ``quiet`` seconds."""
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
-            loc = _find(self.session.document, lambda m: type(m).__name__ == "Location")
-            if loc is not None and "n_trajectories=" in str(loc.search):
-                break  # the on-load callback has written the whole state into the URL
+            doc = self.session.document
+            loc = _find(doc, lambda m: type(m).__name__ == "Location")
+            drawing = _find(doc, lambda m: "atlas-drawing" in str(getattr(m, "text", "")))
+            if loc is not None and "n_trajectories=" in str(loc.search) and drawing is None:
+                break  # the on-load callback has written the whole state into the URL, and
+                # every plot is drawn (none is left waiting in its frame)
             time.sleep(0.1)
         else:
             return False
@@ -349,7 +352,10 @@ def run(n_sessions: int = 30, n_moves: int = 10, n_waves: int = 1, think: float 
                         liveness_p50_ms=_pct(live, 50), liveness_p99_ms=_pct(live, 99),
                         liveness_max_ms=round(max(live), 1) if live else None,
                         liveness_samples=len(live), liveness_failures=failed,
+                        liveness_while_opening_p50_ms=_pct(opening, 50),
                         liveness_while_opening_p99_ms=_pct(opening, 99),
+                        liveness_while_opening_max_ms=round(max(opening), 1) if opening else None,
+                        liveness_while_opening_samples=len(opening),
                         rss_peak_mib=round(peak[0], 1), rss_after_mib=round(server.rss, 1))
             report["waves"].append(wave)
     finally:
