@@ -247,8 +247,10 @@ class Student:
 
 
 def run_wave(base: str, n_sessions: int, n_moves: int, think: float, timeout: float,
-             rng_seed: int, server_pid: int) -> dict:
-    """N students at once: open, move η ``n_moves`` times, close. Returns the wave's figures."""
+             rng_seed: int, server_pid: int, arrival: float = 0.0) -> dict:
+    """N students open the page — all at once, or each at a uniformly random moment of the
+    first ``arrival`` seconds — then, once all are in, move η ``n_moves`` times and close.
+    Returns the wave's figures."""
     opened, latencies, lost, errors = [], [], [0], []
     lock = threading.Lock()
     window = {}
@@ -261,6 +263,7 @@ def run_wave(base: str, n_sessions: int, n_moves: int, think: float, timeout: fl
 
     def student(i: int):
         rng = random.Random(rng_seed * 1000 + i)
+        time.sleep(arrival * rng.random())
         try:
             s = Student(base, seed=i)
         except Exception as exc:  # a session that cannot open is an error of the run
@@ -309,14 +312,16 @@ def _pct(values, q):
 
 
 def run(n_sessions: int = 30, n_moves: int = 10, n_waves: int = 1, think: float = 1.0,
-        timeout: float = 60.0, settle: float = 40.0, log_path: Path | None = None) -> dict:
+        timeout: float = 60.0, settle: float = 40.0, log_path: Path | None = None,
+        arrival: float = 0.0) -> dict:
     """The whole experiment (see the module doc); returns a JSON-able report."""
     log_path = log_path or ROOT / "test-artifacts" / "load-server.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     server = Server(log_path)
     probe = LivenessProbe(server.base)
     probe.start()
-    report = {"sessions": n_sessions, "moves": n_moves, "think_s": think, "waves": []}
+    report = {"sessions": n_sessions, "moves": n_moves, "think_s": think, "arrival_s": arrival,
+              "waves": []}
     try:
         # one session first: the page's code paths are imported and compiled before measuring
         warm = Student(server.base, seed=999)
@@ -335,7 +340,7 @@ def run(n_sessions: int = 30, n_moves: int = 10, n_waves: int = 1, think: float 
             watcher.start()
             t_wave = time.perf_counter()
             wave = run_wave(server.base, n_sessions, n_moves, think, timeout, rng_seed=w,
-                            server_pid=server.proc.pid)
+                            server_pid=server.proc.pid, arrival=arrival)
             t0, t1 = wave.pop("moves_window")
             cpu1 = cpu_seconds(server.proc.pid)
             cpu0 = wave.pop("cpu_at_start")
@@ -373,9 +378,12 @@ def main(argv=None) -> int:
     ap.add_argument("--think", type=float, default=1.0, help="mean think time between moves (s)")
     ap.add_argument("--settle", type=float, default=40.0,
                     help="wait after each wave (s): Bokeh discards a closed session 15–32 s later")
+    ap.add_argument("--arrival", type=float, default=0.0,
+                    help="students open the page over this many seconds (0: all at once)")
     ap.add_argument("--json", type=Path, help="also write the report here")
     args = ap.parse_args(argv)
-    report = run(args.sessions, args.moves, args.waves, args.think, settle=args.settle)
+    report = run(args.sessions, args.moves, args.waves, args.think, settle=args.settle,
+                 arrival=args.arrival)
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:
