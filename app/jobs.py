@@ -250,7 +250,7 @@ class DrawQueue:
             log.exception("drawing a deferred piece failed")
 
 
-_DRAW_QUEUES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_DRAW_QUEUES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def draw_queue() -> DrawQueue:

@@ -190,9 +190,9 @@ class Page(pn.viewable.Viewer):
         server's loop, so students opening a page together do not stall the server (see
         :class:`app.jobs.DrawQueue`). The frame takes the view's sizing. Without a server
         (tests, notebooks) the view is there at once."""
-        layout = dict(sizing_mode=getattr(view, "sizing_mode", None) or "stretch_both",
-                      min_height=getattr(view, "min_height", None) or min_height,
-                      margin=0) | layout
+        layout = {"sizing_mode": getattr(view, "sizing_mode", None) or "stretch_both",
+                  "min_height": getattr(view, "min_height", None) or min_height,
+                  "margin": 0} | layout
         doc = pn.state.curdoc
         if doc is None or doc.session_context is None:
             return pn.Column(view, **layout)

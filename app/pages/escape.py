@@ -283,7 +283,8 @@ class EscapePage(Page):
                 sizing_mode="stretch_width")),
             ("Power-law escape (paper 003, Fig. 3)", pn.Column(
                 self._pl_job.controls,
-                pn.Row(self.deferred(self._tp_plot), self.deferred(self._phi_plot), sizing_mode="stretch_width"),
+                pn.Row(self.deferred(self._tp_plot), self.deferred(self._phi_plot),
+                       sizing_mode="stretch_width"),
                 self._pl_table, sizing_mode="stretch_width")),
             active=VIEWS.index(self.state.view), dynamic=False, sizing_mode="stretch_width")
         self._tabs.param.watch(self._on_tab, "active")

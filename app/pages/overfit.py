@@ -257,4 +257,5 @@ class OverfitPage(Page):
         return pn.Column(
             pn.pane.Markdown(self.prompt_markdown, sizing_mode="stretch_width"),
             self._alert, self._job.controls,
-            *map(self.deferred, (self._curves, self._orbits, self._count)), self._summary, sizing_mode="stretch_both")
+            *map(self.deferred, (self._curves, self._orbits, self._count)), self._summary,
+            sizing_mode="stretch_both")
