@@ -235,8 +235,11 @@ def test_where_am_i_reuses_the_stability_pages_map():
         low["valley"] = -abs(low.valley)  # as at σ² = 0.1: C lies at v < 0, outside [0, 2]²
         assert page._where(page._snapshot(), low).get(1).label == "valley C: outside this window"
         assert page._where(page._snapshot(), page._pi_ds).get(1).label == "valley C"
+        assert page._where(page._snapshot(), None).get(1).label == "valley C: not computed yet"
+        assert stability_page._map(None).get(1).label == "valley C: not computed yet"
         page.run.model.teacher = "paper001"  # no π map for that teacher: said, not drawn
         assert page._pi_ds is None
+        assert page._where(page._snapshot(), None).get(1).label == "valley C: paper 000 teacher only"
     finally:
         page.cleanup()
 

@@ -53,12 +53,15 @@ def _finite(a):
     return a
 
 
-def valley_curve(w: np.ndarray, valley: np.ndarray, known: bool = True) -> hv.Curve:
-    """The valley curve C, v*(w; σ²), on the maps' window [0, 2]²; its legend says so when C
-    lies outside it (``known``: the map is computed, else the placeholder is just "valley C")."""
+def valley_curve(w: np.ndarray, valley: np.ndarray,
+                 missing: str = "outside this window") -> hv.Curve:
+    """The valley curve C, v*(w; σ²) (paper 000, Fig. 3), on the maps' window [0, 2]². When no
+    point of it is drawn, its legend says why: ``missing`` (by default C lies outside the
+    window; callers without a map pass their reason and empty or NaN arrays)."""
     ok = (valley >= 0) & (valley <= 2)
-    label = "valley C" if ok.any() or not known else "valley C: outside this window"
+    label = "valley C" if ok.any() else f"valley C: {missing}"
     return hv.Curve((w[ok], valley[ok]), "w", "v", label=label).opts(color=W_COLOR, line_width=2)
+
 
 class StabilityPage(Page):
     """μ± against x, the π / Lyapunov map over M_wv, and pullback clouds."""
@@ -217,7 +220,7 @@ class StabilityPage(Page):
         var = s.color_by
         if data is None:
             return (hv.Image(np.full((2, 2), np.nan), bounds=(0, 0, 2, 2), kdims=["w", "v"])
-                    * hv.Curve([], "w", "v", label="valley C"))
+                    * valley_curve(np.empty(0), np.empty(0), missing="not computed yet"))
         if var not in data:
             var = "pi_finite_lr"
         vdims = [v for v in ("pi_small_lr", "pi_finite_lr", "lyapunov", "lyapunov_se",

@@ -328,16 +328,17 @@ class TrajectoriesPage(Page):
         if ds is None:
             w_grid = v_grid = np.linspace(0.01, 1.99, 2)
             pi, valley = np.full((2, 2), np.nan), np.full(2, np.nan)
-            text = ("π map for the paper 000 teacher only" if data["teacher"] != "paper000"
-                    else "computing the π map…")
+            other = data["teacher"] != "paper000"
+            text = "π map for the paper 000 teacher only" if other else "computing the π map…"
+            missing = "paper 000 teacher only" if other else "not computed yet"
             title = "where am I on M_wv"
         else:
             w_grid, v_grid = ds.w.values, ds.v.values
             pi, valley = _finite(ds.pi_small_lr.values.T), ds.valley.values
-            text, title = "", None
+            text, title, missing = "", None, "outside this window"
         img = hv.Image((w_grid, v_grid, pi), kdims=["w", "v"], vdims=["π"]).opts(
             cmap="Greys", clim=(0, 1), colorbar=True, clabel="π = P[μ+ ≤ 0]")
-        curve = valley_curve(w_grid, valley, known=ds is not None)
+        curve = valley_curve(w_grid, valley, missing)
         theta = data["theta"][:, -1, :] if data["theta"].shape[1] else np.empty((0, 4))
         t = theta[np.all(np.isfinite(theta), axis=1)]
         w, v = (t[:, 0] + t[:, 1]) / 2, (t[:, 2] + t[:, 3]) / 2
