@@ -316,12 +316,10 @@ def _frame_then_plots():
     from bokeh.client import pull_session
 
     from tests.load.loadtest import Student
+    from tests.load.loadtest import waiting_frames as frames
 
     def plots(doc):
         return sum(type(m).__name__ == "figure" for m in doc.models)
-
-    def frames(doc):
-        return sum("atlas-drawing" in str(getattr(m, "text", "")) for m in doc.models)
 
     with _served_app() as base:
         silent = pull_session(url=f"{base}/app", arguments={"page": "trajectories"})

@@ -295,6 +295,7 @@ class PhasesPage(Page):
             pn.Row(self.deferred(self._map_pane),
                    pn.Column(self.deferred(self._sim_pane), self._verdict),
                    sizing_mode="stretch_width"),
-            pn.Row(self.deferred(self._s_pane), self.deferred(self._fig2_pane), sizing_mode="stretch_width"),
+            pn.Row(self.deferred(self._s_pane), self.deferred(self._fig2_pane),
+                   sizing_mode="stretch_width"),
             sizing_mode="stretch_both",
         )

@@ -138,6 +138,11 @@ class LivenessProbe(threading.Thread):
         self._stop.set()
 
 
+def waiting_frames(doc) -> int:
+    """How many of the page's plot frames still wait for their plot (``Page.deferred``)."""
+    return sum("atlas-drawing" in str(getattr(m, "text", "")) for m in list(doc.models))
+
+
 def _find(doc, predicate):
     for model in doc.models:
         try:
@@ -199,8 +204,7 @@ class Student:
         while time.perf_counter() < deadline:
             doc = self.session.document
             loc = _find(doc, lambda m: type(m).__name__ == "Location")
-            drawing = _find(doc, lambda m: "atlas-drawing" in str(getattr(m, "text", "")))
-            if loc is not None and "n_trajectories=" in str(loc.search) and drawing is None:
+            if loc is not None and "n_trajectories=" in str(loc.search) and not waiting_frames(doc):
                 break  # the on-load callback has written the whole state into the URL, and
                 # every plot is drawn (none is left waiting in its frame)
             time.sleep(0.1)
