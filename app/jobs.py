@@ -78,7 +78,8 @@ class JobSlot:
                 result = work(ctx)
             except Cancelled:
                 return
-            except BaseException as exc:  # reported in the page, never a traceback
+            except BaseException as exc:  # the page says so in a sentence; the log keeps
+                log.exception("a background computation failed")  # the traceback
                 if not ctx.cancelled and on_error is not None:
                     self._call(token, self._finish_error, on_error, exc)
                 return

@@ -80,8 +80,11 @@ def generalization_error(theta, teacher: str = "2tanh") -> np.ndarray:
 
 
 def _data(x, y):
-    x = np.ascontiguousarray(np.asarray(x, dtype=float).ravel())
-    y = np.ascontiguousarray(np.asarray(y, dtype=float).ravel())
+    """Validated private copies of the data: the engine never writes into, nor keeps a view
+    of, its caller's arrays — which may be read-only (``app.state.released_dataset``), and a
+    read-only array would also give the kernels a type they cannot write mini-batches from."""
+    x = np.array(x, dtype=float, copy=True).ravel()
+    y = np.array(y, dtype=float, copy=True).ravel()
     if x.shape != y.shape or x.size == 0:
         raise ValueError("x and y must be non-empty and of equal length.")
     if x.size > MAX_DATA:

@@ -92,6 +92,25 @@ def test_kernel_equals_plain_numpy_gd(batch_size):
     np.testing.assert_allclose(ds.train_error.values, overfit.training_error(ref, x, y), rtol=1e-12)
 
 
+@pytest.mark.parametrize("batch_size", [None, 10])
+def test_read_only_data_are_neither_written_nor_refused(batch_size):
+    """The released dataset reaches the engine as read-only arrays (app.state): mini-batch SGD
+    on them must run (it failed to compile: "Cannot modify readonly array"), leave them as
+    they were, and equal the run on writable copies bit for bit."""
+    from app.state import released_dataset
+
+    x, y = released_dataset()
+    before = x.copy(), y.copy()
+    assert not (x.flags.writeable or y.flags.writeable)
+    ro = overfit.train(x, y, overfit.RELEASED_THETA0, 0.02, 400, record=1, batch_size=batch_size)
+    rw = overfit.train(x.copy(), y.copy(), overfit.RELEASED_THETA0, 0.02, 400, record=1,
+                       batch_size=batch_size)
+    np.testing.assert_array_equal(ro.theta.values, rw.theta.values)
+    np.testing.assert_array_equal(x, before[0])
+    np.testing.assert_array_equal(y, before[1])
+    assert not (x.flags.writeable or y.flags.writeable)
+
+
 def test_loss_scale_one_is_the_released_convention():
     """L = mean (f − y)² with step η is L = ½ mean (f − y)² with step 2η — bit for bit."""
     x, y = overfit.make_dataset(30, 0.2, seed=1)
