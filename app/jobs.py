@@ -79,8 +79,10 @@ class JobSlot:
             except Cancelled:
                 return
             except BaseException as exc:  # the page says so in a sentence; the log keeps
-                log.exception("a background computation failed")  # the traceback
-                if not ctx.cancelled and on_error is not None:
+                if ctx.cancelled:  # the traceback (a cancelled job stops by raising: quiet)
+                    return
+                log.exception("a background computation failed")
+                if on_error is not None:
                     self._call(token, self._finish_error, on_error, exc)
                 return
             if not ctx.cancelled:
@@ -97,8 +99,8 @@ class JobSlot:
         on_error(exc)
 
     def _call(self, token: int, fn, *args) -> None:
-        if fn is None:
-            return
+        if fn is None or self._closed or token != self._token:
+            return  # nobody is waiting for it: not even scheduled
 
         def guarded():
             if token == self._token and not self._closed:
@@ -175,6 +177,10 @@ def session_scheduler(doc) -> Callable[[Callable[[], None]], None]:
             def run():  # one reference recomputation per callback, not one per model change
                 with set_curdoc(doc), doc.models.freeze():
                     fn()
+            context = doc.session_context
+            if context is None or context.destroyed:
+                return  # the session ended while the work ran: Bokeh has dismantled the
+                # document (adding a callback raised AttributeError: '_change_callbacks')
             doc.add_next_tick_callback(run)
 
         return lambda fn: loop.add_callback(in_doc, fn)

@@ -19,6 +19,7 @@ both eigendirections when |1 + η μ±| < 1, i.e. −2/η < μ− and μ+ < 0.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import xarray as xr
@@ -28,6 +29,7 @@ from . import schema
 from ._parallel import PARALLEL_LOCK
 from ._vecmath import normal_pair, stream_key, vtanh
 from .fa import _JIT, _count, _positive, _seed, _teacher, _teacher_id
+from .pullback import Cancelled
 from .quadrature import half_gauss_rule
 
 __all__ = ["jacobian", "mu_pm", "attracting_probability", "attracting_map", "valley_curve",
@@ -365,10 +367,13 @@ def lyapunov(w, v, sigma2: float, lr: float, n_steps: int = 2000, n_replicas: in
 def attracting_map(sigma2: float, lr: float | None = None, n: int = 200,
                    w_range=(0.0, 2.0), v_range=(0.0, 2.0), teacher: str = "paper000",
                    lyapunov_steps: int = 0, lyapunov_replicas: int = 8,
-                   seed: int = 0, moments: bool = False) -> xr.Dataset:
+                   seed: int = 0, moments: bool = False, *,
+                   cancel: Callable[[], bool] | None = None) -> xr.Dataset:
     """π over an n×n grid of (w, v) cell centres (Fig. 3 right), the valley curve C, and —
     with ``lyapunov_steps`` > 0 and ``lr`` given — the Lyapunov map with its standard error;
     with ``moments`` the means E_x[μ±] (``mu_plus_mean``, ``mu_minus_mean``) by quadrature.
+    ``cancel()`` is asked before each of these parts; true stops with
+    :class:`engine.pullback.Cancelled`.
 
     Returns an ``xr.Dataset`` with dims ``w``, ``v``: ``pi_small_lr`` (P[μ+ ≤ 0]),
     ``pi_finite_lr`` (P[|1 + ημ±| < 1], if ``lr``), ``lyapunov``, ``lyapunov_se``, and
@@ -381,8 +386,15 @@ def attracting_map(sigma2: float, lr: float | None = None, n: int = 200,
     w = w0 + (np.arange(n) + 0.5) * (w1 - w0) / n
     v = v0 + (np.arange(n) + 0.5) * (v1 - v0) / n
     W, V = np.meshgrid(w, v, indexing="ij")
+
+    def check():
+        if cancel is not None and cancel():
+            raise Cancelled("cancelled")
+
+    check()
     data = {"pi_small_lr": (("w", "v"), attracting_probability(W, V, sigma2, None, teacher))}
     if moments:
+        check()
         # μ± are only piecewise smooth in x: a finer rule than the loss needs (error < 1e-9)
         xs, cs = half_gauss_rule(_positive(sigma2, "sigma2"), n_panels=64, order=30)
         hi = np.empty(W.size)
@@ -393,8 +405,10 @@ def attracting_map(sigma2: float, lr: float | None = None, n: int = 200,
         data["mu_plus_mean"] = (("w", "v"), hi.reshape(W.shape))
         data["mu_minus_mean"] = (("w", "v"), lo.reshape(W.shape))
     if lr is not None:
+        check()
         data["pi_finite_lr"] = (("w", "v"), attracting_probability(W, V, sigma2, lr, teacher))
         if lyapunov_steps:
+            check()
             lam, se = lyapunov(W, V, sigma2, lr, lyapunov_steps, lyapunov_replicas, teacher, seed)
             data["lyapunov"] = (("w", "v"), lam)
             data["lyapunov_se"] = (("w", "v"), se)

@@ -86,6 +86,70 @@ def test_closing_a_tab_stops_its_computation():
     assert len(calls) == n_calls  # nothing after close
 
 
+def test_leaving_a_page_stops_its_work_within_a_second(caplog):
+    """A browser leaves a page that is computing a long pullback cloud (issue 15: after
+    ``?page=stability&seed=21&pullback_time=30000`` and a click on another page a core stayed
+    busy ~20 s, and the log showed six ``AttributeError: '_change_callbacks'`` tracebacks
+    from app/jobs.py). Served with Bokeh's default session lifetime (15 s), so only the
+    page's own watch can explain it: its jobs are closed within a second of the websocket
+    closing, the engine stops at its next check (the process falls idle), and nothing is
+    logged as an error."""
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    with caplog.at_level(logging.ERROR), ThreadPoolExecutor(1) as pool:
+        pool.submit(_leave_a_computing_page).result()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def _threads_in(path: str) -> list[str]:
+    """Names of the threads of this process running code of ``path`` (repo-relative)."""
+    import sys
+
+    names = {t.ident: t.name for t in threading.enumerate()}
+    out = []
+    for ident, frame in sys._current_frames().items():
+        while frame is not None:
+            if frame.f_code.co_filename.endswith(path):
+                out.append(names.get(ident, str(ident)))
+                break
+            frame = frame.f_back
+    return out
+
+
+def _leave_a_computing_page():
+    import gc
+
+    import panel.models  # noqa: F401  (the document's model types must be known here)
+    from bokeh.client import pull_session
+
+    from app.pages.stability import StabilityPage
+
+    with _served_app(session_lifetime_ms=15_000) as base:
+        client = pull_session(url=f"{base}/app", arguments={
+            "page": "stability", "seed": "21", "pullback_time": "30000"})
+        try:
+            def page():
+                gc.collect()
+                found = [o for o in gc.get_objects() if isinstance(o, StabilityPage)
+                         and o.state.seed == 21 and not o._cloud_job._closed]
+                return found[0] if found else None
+
+            _wait(lambda: page() is not None and page()._cloud_job.running, timeout=60)
+            served = page()
+            time.sleep(1.0)  # the cloud is being computed (10⁵ paths × 3·10⁴ steps: minutes)
+            assert served._cloud_job.running and served._cloud_ds is None
+            assert _threads_in("engine/pullback.py")  # (what is checked below can fail)
+        finally:
+            client.close()
+        left = time.time()
+        _wait(lambda: served._cloud_job._closed and served._map_job._closed, timeout=10)
+        assert time.time() - left < 1.0
+        # the engine stops at its next check (chunks of 2,000 steps, 0.25 s on an idle
+        # machine; the bound leaves room for a loaded one): no thread computes the cloud
+        _wait(lambda: not _threads_in("engine/pullback.py"), timeout=3)
+
+
 def test_identical_requests_from_many_sessions_compute_once():
     """Eight sessions open the same escape-page link at once: each σ² point is computed once."""
     from app.pages.escape import EscapePage
@@ -209,7 +273,7 @@ def _serve_three_students_and_count():
 
 
 @contextlib.contextmanager
-def _served_app():
+def _served_app(session_lifetime_ms: int = 500):
     """The dashboard served by a Bokeh server in this process; yields its base URL."""
     from pathlib import Path
 
@@ -221,8 +285,8 @@ def _served_app():
     server = pn.serve({"app": str(Path(__file__).resolve().parents[1] / "app" / "main.py")},
                       address="127.0.0.1", port=port, threaded=True, show=False,
                       websocket_origin=[f"127.0.0.1:{port}"],
-                      unused_session_lifetime_milliseconds=500,
-                      check_unused_sessions_milliseconds=500)
+                      unused_session_lifetime_milliseconds=session_lifetime_ms,
+                      check_unused_sessions_milliseconds=min(session_lifetime_ms, 17_000))
     try:
         _wait(lambda: _listening(port), timeout=60)
         yield f"http://127.0.0.1:{port}"
