@@ -15,14 +15,14 @@ import holoviews as hv
 import numpy as np
 import panel as pn
 import param
-from holoviews.streams import RangeXY, Tap
+from bokeh.models import CustomJSHover
+from holoviews.streams import Params, RangeXY, Tap
 
 from engine import saddle
 
 from .. import sweeps
 from ..jobs import JobSlot, session_scheduler
 from ..state import LOG2_S, S_VALUES, PhaseParams, join_along
-from ..urlstate import apply_values
 from .base import Page
 
 SLUG = "phases"
@@ -35,6 +35,16 @@ MEANING = {"Ia": "correct learning, also stable in mean square",
            "Ib": "correct learning in probability, not in mean square",
            "II": "stable but incorrect learning", "III": "collapse to the saddle (low rank)",
            "IV": "completely unstable"}
+MAP_HEIGHT, PLOT_HEIGHT = 420, 320  # fixed plot heights: the page scrolls instead of squeezing
+#: The phase maps' hover names the phase of its colour code (the Image's values are numbers).
+PHASE_NAME_JS = ("const i = Math.round(value);\n"
+                 "return Number.isFinite(value) && i >= 0 && i < names.length ? names[i] : '–';")
+#: Value dimensions of the phase maps: the colour (phase code) first, then what hover shows.
+PHASE_DIM = hv.Dimension("phase_code", label="phase")
+LAMBDA_DIMS = {"lyap_minus": hv.Dimension("Lambda_minus", label="Λ− (w − u)"),
+               "lyap_minus_se": hv.Dimension("Lambda_minus_se", label="Λ− standard error"),
+               "lyap_plus": hv.Dimension("Lambda_plus", label="Λ+ (w + u)"),
+               "lyap_plus_se": hv.Dimension("Lambda_plus_se", label="Λ+ standard error")}
 
 
 def _codes(phase: np.ndarray) -> np.ndarray:
@@ -42,6 +52,19 @@ def _codes(phase: np.ndarray) -> np.ndarray:
     for p, c in PHASE_CODE.items():
         out[phase == p] = c
     return out
+
+
+def _hover_opts(cell: list[tuple[str, str]]) -> dict:
+    """Hover of a phase map: the phase by name (Prop. 1 of paper 002), the cell's ``cell``
+    tooltips, then Λ− (of w − u) and Λ+ (of w + u) ± their standard errors."""
+    lam = [(LAMBDA_DIMS[v].label, f"@{{{LAMBDA_DIMS[v].name}}}{{%+.4f}} ± "
+                                  f"@{{{LAMBDA_DIMS[v + '_se'].name}}}{{%.1e}}")
+           for v in ("lyap_minus", "lyap_plus")]
+    printf = {f"@{{{d.name}}}": "printf" for d in LAMBDA_DIMS.values()} | {"@{η}": "printf"}
+    return dict(
+        tools=["hover"], hover_tooltips=[(PHASE_DIM.label, "@image{custom}"), *cell, *lam],
+        hover_formatters={"@image": CustomJSHover(args={"names": list(saddle.PHASES)},
+                                                  code=PHASE_NAME_JS)} | printf)
 
 
 class PhasesPage(Page):
@@ -79,9 +102,8 @@ class PhasesPage(Page):
     def targets(self):
         return [(self.state, FIELDS)]
 
-    def apply_values(self, values: dict) -> None:
-        super().apply_values(values)
-        self._notices += apply_values(self.state, values, RANGES)
+    def preset_targets(self):
+        return [(self.state, FIELDS + RANGES)]
 
     def export_datasets(self):
         return {"lambda_mu": self._map_ds, "lambda_S": self._s_ds, "fig2_right": self._fig2_ds}
@@ -123,23 +145,32 @@ class PhasesPage(Page):
         self._map_pane.object = self._map_plot(ds)
 
     def _map_plot(self, ds):
+        """The λ–μ map (Figs. 8, 9 of paper 002) with the Λ = 0 and L2 boundaries, and the ×
+        of the clicked cell, which follows ``state.lr``/``state.mu`` without redrawing the map.
+
+        Hover names the cell's phase and gives Λ± ± their errors. The Tap and RangeXY streams
+        are on the Image itself: a Tap on a DynamicMap inside an overlay receives no clicks in
+        HoloViews 1.23."""
         x = np.log10(ds.lr.values)
         y = ds.mu.values
+        shape = (y.size, x.size)
         vd = {
-            "phase (0 Ia, 1 Ib, 2 II, 3 III, 4 IV)": _codes(ds.phase.values).T,
-            "η": np.broadcast_to(ds.lr.values[None, :], (y.size, x.size)),
-            "S": np.full((y.size, x.size), float(ds.attrs["batch_size"])),
-            "lyap_minus": ds.lyap_minus.values.T, "lyap_minus_se": ds.lyap_minus_se.values.T,
-            "lyap_plus": ds.lyap_plus.values.T, "lyap_plus_se": ds.lyap_plus_se.values.T,
+            PHASE_DIM: _codes(ds.phase.values).T,
+            "η": np.broadcast_to(ds.lr.values[None, :], shape),
+            hv.Dimension("mu", label="μ (cell centre)"): np.broadcast_to(y[:, None], shape),
+            "S": np.full(shape, float(ds.attrs["batch_size"])),
+            **{LAMBDA_DIMS[v]: ds[v].values.T for v in LAMBDA_DIMS},
         }
         vd = {k: np.where(np.isfinite(v), v, np.nan) for k, v in vd.items()}
         img = hv.Image((x, y, *vd.values()), kdims=["log10 η", "μ"], vdims=list(vd)).opts(
             cmap=list(PHASE_COLORS.values()), clim=(-0.5, 4.5), color_levels=5, colorbar=False,
-            tools=["hover"], responsive=True, min_height=380,
+            responsive=True, height=MAP_HEIGHT,
             title=f"λ–μ phase diagram (S = {ds.attrs['batch_size']}, N = "
-                  f"{'∞' if ds.attrs['n_data'] == 'none' else ds.attrs['n_data']})")
-        lm = hv.Image((x, y, vd["lyap_minus"]), kdims=["log10 η", "μ"])  # for the Λ = 0 contours
-        lp = hv.Image((x, y, vd["lyap_plus"]), kdims=["log10 η", "μ"])
+                  f"{'∞' if ds.attrs['n_data'] == 'none' else ds.attrs['n_data']})",
+            **_hover_opts([("η", "@{η}{%.3g}"), ("μ", "@{mu}{0.000}"), ("S", "@{S}")]))
+        # for the Λ = 0 contours
+        lm = hv.Image((x, y, vd[LAMBDA_DIMS["lyap_minus"]]), kdims=["log10 η", "μ"])
+        lp = hv.Image((x, y, vd[LAMBDA_DIMS["lyap_plus"]]), kdims=["log10 η", "μ"])
         layers = [img,
                   hv.operation.contours(lm, levels=[0.0]).opts(color="black", line_width=1.5),
                   hv.operation.contours(lp, levels=[0.0]).opts(color="white", line_width=1.5,
@@ -152,12 +183,16 @@ class PhasesPage(Page):
         self._tap.add_subscriber(self._on_tap)
         self._range = RangeXY(source=img)
         self._range.add_subscriber(self._on_range)
-        marker = hv.Points([(np.log10(self.state.lr), self.state.mu)], ["log10 η", "μ"]).opts(
-            color="black", marker="x", size=14, line_width=3)
-        return hv.Overlay(layers + [marker]).opts(
+        return (hv.Overlay(layers) * self._marker_dmap).opts(hv.opts.Overlay(
             xlim=(x[0] - 0.5 * (x[1] - x[0]), x[-1] + 0.5 * (x[1] - x[0])),
             ylim=(y[0] - 0.5 * (y[1] - y[0]), y[-1] + 0.5 * (y[1] - y[0])),
-            legend_position="bottom_right")
+            legend_position="bottom_right"))
+
+    @staticmethod
+    def _marker(lr, mu):
+        """The clicked cell: a black × at (log10 η, μ)."""
+        return hv.Points([(np.log10(lr), mu)], ["log10 η", "μ"]).opts(
+            color="black", marker="x", size=14, line_width=3)
 
     def _on_tap(self, x=None, y=None):
         if x is None or y is None:
@@ -188,25 +223,27 @@ class PhasesPage(Page):
         rows = [by_s[int(S)] for S in np.round(2.0**LOG2_S).astype(int)]
         x = np.log10(lr)
         fields = {
-            "phase (0 Ia, 1 Ib, 2 II, 3 III, 4 IV)": np.stack([_codes(c.phase.values[:, 0]) for c in rows]),
+            PHASE_DIM: np.stack([_codes(c.phase.values[:, 0]) for c in rows]),
+            "η": np.broadcast_to(lr[None, :], (len(rows), x.size)),
             "S": np.stack([np.full(x.size, c.attrs["batch_size"], dtype=float) for c in rows]),
-            "lyap_minus": np.stack([c.lyap_minus.values[:, 0] for c in rows]),
-            "lyap_plus": np.stack([c.lyap_plus.values[:, 0] for c in rows]),
+            **{LAMBDA_DIMS[v]: np.stack([c[v].values[:, 0] for c in rows]) for v in LAMBDA_DIMS},
         }
         fields = {k: np.where(np.isfinite(v), v, np.nan) for k, v in fields.items()}
         kd = ["log10 η", "log2 S"]
         img = hv.Image((x, LOG2_S, *fields.values()), kdims=kd, vdims=list(fields)).opts(
-            cmap=list(PHASE_COLORS.values()), clim=(-0.5, 4.5), color_levels=5, tools=["hover"])
+            cmap=list(PHASE_COLORS.values()), clim=(-0.5, 4.5), color_levels=5,
+            **_hover_opts([("η", "@{η}{%.3g}"), ("S", "@{S}")]))
         l2 = np.stack([c.l2_stable.values[:, 0] for c in rows]).astype(float)
+        lm, lp = fields[LAMBDA_DIMS["lyap_minus"]], fields[LAMBDA_DIMS["lyap_plus"]]
         layers = [img,
-                  hv.operation.contours(hv.Image((x, LOG2_S, fields["lyap_minus"]), kdims=kd),
+                  hv.operation.contours(hv.Image((x, LOG2_S, lm), kdims=kd),
                                         levels=[0.0]).opts(color="black", line_width=1.5),
-                  hv.operation.contours(hv.Image((x, LOG2_S, fields["lyap_plus"]), kdims=kd),
+                  hv.operation.contours(hv.Image((x, LOG2_S, lp), kdims=kd),
                                         levels=[0.0]).opts(color="white", line_width=1.5, line_dash="dashed"),
                   hv.operation.contours(hv.Image((x, LOG2_S, l2), kdims=kd), levels=[0.5]).opts(
                       color="#9467bd", line_width=2.5, line_dash="dotted")]
         self._s_pane.object = hv.Overlay(layers).opts(
-            responsive=True, min_height=300,
+            responsive=True, height=PLOT_HEIGHT,
             title=f"λ–S phase diagram (μ = {self.state.mu_for_s:g}, N = ∞)")
 
     def _on_fig2(self, ds):
@@ -219,8 +256,8 @@ class PhasesPage(Page):
                   hv.HLine(0).opts(color="#888", line_dash="dashed")]
         layers += [hv.VLine(c).opts(color="#d62728", line_dash="dotted") for c in cross]
         self._fig2_pane.object = hv.Overlay(layers).opts(
-            logx=True, responsive=True, min_height=280,
-            title="Fig. 2 right: Lyapunov exponent of Π(I − ηĤ_t), sign changes dotted")
+            logx=True, responsive=True, height=PLOT_HEIGHT,
+            title="Fig. 2 right: Λ of Π(I − ηĤ_t); dotted: Λ = 0")  # short: fits 440 px
 
     def _simulate(self):
         s = self.state
@@ -239,7 +276,7 @@ class PhasesPage(Page):
             yy = np.concatenate([np.r_[row, np.nan] for row in ys])
             paths.append(hv.Curve((x, yy), "step", "log |·|", label=name).opts(color=color, alpha=0.5))
         self._sim_pane.object = hv.Overlay(paths).opts(
-            responsive=True, min_height=280, legend_position="top_left",
+            responsive=True, height=PLOT_HEIGHT, legend_position="top_left",
             title=f"saddle SGD at η = {s.lr:.3g}, μ = {s.mu:.3f}, S = {s.batch_size}")
         lines = []
         for label, emp, var in (("Λ− (w − u)", sim.exp_minus.values, "lyap_minus"),
@@ -259,11 +296,15 @@ class PhasesPage(Page):
     def _build(self):
         self._status = pn.pane.Markdown("")
         self._bar = pn.indicators.Progress(value=-1, width=200, visible=True)
-        self._map_pane = pn.pane.HoloViews(hv.Overlay([hv.Curve([])]), sizing_mode="stretch_both",
-                                           min_height=380)
-        self._s_pane = pn.pane.HoloViews(hv.Curve([]), sizing_mode="stretch_width", min_height=300)
-        self._fig2_pane = pn.pane.HoloViews(hv.Curve([]), sizing_mode="stretch_width", min_height=280)
-        self._sim_pane = pn.pane.HoloViews(hv.Curve([]), sizing_mode="stretch_width", min_height=280)
+        self._marker_dmap = hv.DynamicMap(self._marker, streams=[Params(self.state, ["lr", "mu"])])
+        # fixed heights, full width: a pane that stretched in height shared the window's
+        # height with its neighbours and was drawn over the table below it
+        plot = dict(sizing_mode="stretch_width", height=PLOT_HEIGHT, min_height=PLOT_HEIGHT)
+        self._map_pane = pn.pane.HoloViews(hv.Overlay([hv.Curve([])]), sizing_mode="stretch_width",
+                                           height=MAP_HEIGHT, min_height=MAP_HEIGHT)
+        self._s_pane = pn.pane.HoloViews(hv.Curve([]), **plot)
+        self._fig2_pane = pn.pane.HoloViews(hv.Curve([]), **plot)
+        self._sim_pane = pn.pane.HoloViews(hv.Curve([]), **plot)
         self._verdict = pn.pane.Markdown("", sizing_mode="stretch_width")
         self._alert = pn.pane.Alert("", alert_type="warning", visible=False)
         self._reset_view = pn.widgets.Button(name="Reset view", width=110)
@@ -288,14 +329,22 @@ class PhasesPage(Page):
                          sizing_mode="stretch_width")
 
     def __panel__(self):
+        """Two rows of two columns (the map | the simulation and its table; the λ–S map | Fig. 2
+        right) that wrap into one column when the page is narrower than two plots."""
+        def cell(*objects):
+            return pn.Column(*objects, sizing_mode="stretch_width", min_width=300,
+                             styles={"flex": "1 1 420px"})
+
+        def row(*cells):
+            return pn.FlexBox(*cells, flex_wrap="wrap", align_items="flex-start",
+                              sizing_mode="stretch_width")
+
         return pn.Column(
             pn.pane.Markdown(self.prompt_markdown, sizing_mode="stretch_width"),
             self._alert,
             pn.Row(self._bar, self._status),
-            pn.Row(self.deferred(self._map_pane),
-                   pn.Column(self.deferred(self._sim_pane), self._verdict),
-                   sizing_mode="stretch_width"),
-            pn.Row(self.deferred(self._s_pane), self.deferred(self._fig2_pane),
-                   sizing_mode="stretch_width"),
-            sizing_mode="stretch_both",
+            row(cell(self.deferred(self._map_pane)),
+                cell(self.deferred(self._sim_pane), self._verdict)),
+            row(cell(self.deferred(self._s_pane)), cell(self.deferred(self._fig2_pane))),
+            sizing_mode="stretch_width",
         )
