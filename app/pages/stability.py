@@ -53,6 +53,74 @@ def _finite(a):
     return a
 
 
+CLUSTER_RADIUS = 0.25  # trapped paths within this (in θ = (w1, w2, v1, v2)) of a centre: one cluster
+MIN_SHARE = 0.01  # clusters holding less than this share of all paths get no ring
+MAX_CLUSTERS = 8
+
+
+def trapped_clusters(cloud: np.ndarray, trapped: np.ndarray, radius: float = CLUSTER_RADIUS,
+                     min_share: float = MIN_SHARE, max_clusters: int = MAX_CLUSTERS):
+    """Where the trapped paths of a pullback cloud sit: ``(centres (k, 4), counts (k,),
+    spreads (k,))``, largest cluster first.
+
+    ``cloud`` is (path, 4), ``trapped`` a boolean mask over its paths. Synchronised paths sit on
+    one point of M_wv and its symmetric images (MATH.md §1, "Symmetries"), so the clusters are
+    found by a greedy mean shift: start at the densest cell of a grid of side ``radius``, move
+    to the mean of the trapped paths within ``radius`` until it settles, take them out, and
+    repeat while a cluster holds at least ``min_share`` of all paths. The spread is the RMS
+    distance of a cluster's paths to its centre.
+    """
+    cloud = np.asarray(cloud, dtype=float)
+    rest = cloud[np.asarray(trapped, bool) & np.all(np.isfinite(cloud), axis=1)]
+    centres, counts, spreads = [], [], []
+    while rest.shape[0] and len(centres) < max_clusters:
+        _, cell, per_cell = np.unique(np.floor(rest / radius), axis=0, return_inverse=True,
+                                      return_counts=True)
+        centre = rest[cell.ravel() == np.argmax(per_cell)].mean(axis=0)
+        for _ in range(20):
+            inside = np.linalg.norm(rest - centre, axis=1) < radius
+            moved = rest[inside].mean(axis=0)
+            if np.allclose(moved, centre, rtol=0, atol=1e-9):
+                break
+            centre = moved
+        inside = np.linalg.norm(rest - centre, axis=1) < radius
+        if inside.sum() < min_share * cloud.shape[0]:
+            break
+        centres.append(centre)
+        counts.append(int(inside.sum()))
+        spreads.append(float(np.sqrt(np.mean(np.sum((rest[inside] - centre) ** 2, axis=1)))))
+        rest = rest[~inside]
+    return np.reshape(centres, (-1, 4)), np.array(counts, dtype=int), np.array(spreads)
+
+
+def trapped_markers(ds, trapped_distance: float) -> list:
+    """Rings at the centres of the clusters of trapped paths (distance to M_wv below
+    ``trapped_distance``) on the pullback-cloud panel, one per projection, area ∝ share: the
+    synchronised paths of Fig. 4 sit on one point, which datashader draws about a pixel wide
+    (the paper circles it, dashed, at τ_pb = 10⁵)."""
+    distance = ds.distance.values
+    centres, counts, spreads = trapped_clusters(ds.cloud.values, distance < trapped_distance)
+    share = 100.0 * counts / max(distance.size, 1)
+    size = 12 + 4 * np.sqrt(share)  # px, area growing with the share: 16 at 1 %, 52 at 100 %
+    note = [f"{s:.1f} % of the paths synchronised here" if sp < 0.01 else
+            f"{s:.1f} % of the paths gathered here (spread {sp:.2g})" for s, sp in zip(share, spreads)]
+    vdims = [hv.Dimension("share", label="share of paths", unit="%"), "paths", "spread", "size",
+             "note"]
+    layers = []
+    for cols, color, name in (((0, 1), W_COLOR, "(w1, w2)"), ((2, 3), V_COLOR, "(v1, v2)")):
+        x, y = centres[:, cols[0]], centres[:, cols[1]]
+        layers.append(hv.Points((x, y, share, counts, spreads, size, note), ["θ1", "θ2"], vdims,
+                                label=f"trapped {name}").opts(
+            size=hv.dim("size"), marker="circle", fill_color=color, fill_alpha=0.3,
+            line_color="black", line_width=2.5, line_dash="dashed", tools=["hover"],
+            hover_tooltips=[("", "@note"), ("centre", "(@{θ1}{0.000}, @{θ2}{0.000})")]))
+        # the share inside its ring: beside it, it would fall on a neighbouring ring at some zoom
+        layers.append(hv.Labels((x, y, [f"{s:.0f}%" for s in share]), ["θ1", "θ2"], "text").opts(
+            text_color="black", text_font_size="8pt", text_font_style="bold",
+            text_align="center", text_baseline="middle"))
+    return layers
+
+
 def valley_curve(w: np.ndarray, valley: np.ndarray,
                  missing: str = "outside this window") -> hv.Curve:
     """The valley curve C, v*(w; σ²) (paper 000, Fig. 3), on the maps' window [0, 2]². When no
@@ -113,10 +181,10 @@ class StabilityPage(Page):
 
         def work(ctx):
             ctx.progress(0, 3, "π map")
-            sweeps.run_tasks([pi_task])
+            sweeps.run_tasks([pi_task], cancel=lambda: ctx.cancelled)
             ctx.check()
             ctx.progress(1, 3, "Lyapunov map")
-            return sweeps.run_tasks([map_task])[0]
+            return sweeps.run_tasks([map_task], cancel=lambda: ctx.cancelled)[0]
 
         self._map_job.submit(work, self._on_map, self._on_error)
 
@@ -188,19 +256,21 @@ class StabilityPage(Page):
         self._point_md.object = self._point_text()
 
     def _cloud_plot(self, ds):
-        """Datashaded clouds (10⁵ points each) with Θ* and the diagonal (paper 000 Fig. 4)."""
-        layers = []
+        """Datashaded clouds (10⁵ points each) with Θ* and the diagonal (paper 000 Fig. 4), and
+        rings where the trapped paths sit (:func:`trapped_markers`)."""
+        layers, rings = [], []
         if ds is not None:
             c = _finite(ds.cloud.values)
             for (i, j), color in (((0, 1), W_COLOR), ((2, 3), V_COLOR)):
                 pts = hv.Points((c[:, i], c[:, j]), ["θ1", "θ2"])
                 layers.append(dynspread(datashade(pts, cmap=[color], min_alpha=80), threshold=0.6))
+            rings = trapped_markers(ds, self.state.trapped_distance)
         opt_w = hv.Points(fa.OPTIMAL_POINTS[:, :2], ["θ1", "θ2"], label="Θ* (w1, w2)").opts(
             color="#777", size=9, marker="diamond")
         opt_v = hv.Points(fa.OPTIMAL_POINTS[:, 2:], ["θ1", "θ2"], label="Θ* (v1, v2)").opts(
             color="#bbb", size=9, marker="diamond")
         return hv.Overlay(layers + [hv.Slope(1, 0).opts(color="#555", line_dash="dashed"),
-                                    opt_w, opt_v]).opts(
+                                    opt_w, opt_v] + rings).opts(
             title="pullback cloud at time 0: (w1, w2) red, (v1, v2) blue", responsive=True,
             min_height=420, xlim=(-5, 5), ylim=(-5, 5), xlabel="w1 (red), v1 (blue)",
             ylabel="w2 (red), v2 (blue)", legend_position="top_left")
@@ -213,7 +283,9 @@ class StabilityPage(Page):
             self._trapped.object = (
                 f'<div style="font-size:1.4em"><b id="trapped-fraction">{100 * frac:.1f} %</b> '
                 f"of {d.size:,} paths trapped within {self.state.trapped_distance:g} of M_wv "
-                f"at τ_pb = {int(self._cloud_ds.attrs['pullback_time']):,}</div>")
+                f"at τ_pb = {int(self._cloud_ds.attrs['pullback_time']):,}"
+                + (" (ringed on the cloud)" if frac > 0 else "")
+                + "</div>")
 
     def _map(self, data):
         s = self.state

@@ -53,25 +53,45 @@ def _finite(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def optimal_set(teacher: str, ij: tuple[int, int], labels: tuple[str, str]) -> hv.Overlay:
-    """The global minima projected on a parameter plane.
+OPTIMAL_LABEL = "optimal set Θ*"  # one legend entry for the lines and the points of either teacher
+REACH = 100.0  # half-length of the optimal-set lines: far past any window a student zooms to
 
-    Paper-000 teacher: the eight points Θ* of eq. (9). Paper-001 teacher 2tanh(x): a set —
-    w1 = w2 = ±1 with v1 + v2 = ±2, w1 = −w2 = ±1 with v1 − v2 = ±2, or one neuron at
-    (±1, ±2) with the other silent — drawn as its lines w_i = ±1 and v1 ± v2 = ±2, v_i = ±2.
-    """
+
+def _optimal_lines(teacher: str, ij: tuple[int, int]) -> np.ndarray:
+    """Segments (x0, y0, x1, y1) of the optimal set's lines on a plane (none for paper 000)."""
     if teacher == "paper000":
-        return hv.Overlay([hv.Points(fa.OPTIMAL_POINTS[:, list(ij)], kdims=list(labels),
-                                     label="Θ* (eq. 9)").opts(
-            color="#9a9a9a", size=11, marker="diamond", line_color="#555")])
-    style = dict(color="#9a9a9a", line_width=2, line_dash="dotted")
-    if ij == (0, 1):
-        return hv.Overlay([hv.VLine(c).opts(**style) for c in (-1, 1)]
-                          + [hv.HLine(c).opts(**style) for c in (-1, 1)])
-    lines = [hv.Slope(-1, c).opts(**style) for c in (-2, 2)] + [hv.Slope(1, c).opts(**style) for c in (-2, 2)]
-    return hv.Overlay(lines + [hv.Points([(2, 0), (-2, 0), (0, 2), (0, -2)], kdims=list(labels),
-                                         label="optimal set (2tanh)").opts(
-        color="#9a9a9a", size=11, marker="diamond", line_color="#555")])
+        return np.empty((0, 4))
+    r = REACH
+    if ij == (0, 1):  # w_i = ±1
+        return np.array([(c, -r, c, r) for c in (-1, 1)] + [(-r, c, r, c) for c in (-1, 1)], float)
+    # v1 + v2 = ±2, v1 − v2 = ±2, v_i = ±2
+    return np.array([(-r, c + r, r, c - r) for c in (-2, 2)] + [(-r, -r - c, r, r - c) for c in (-2, 2)]
+                    + [(c, -r, c, r) for c in (-2, 2)] + [(-r, c, r, c) for c in (-2, 2)], float)
+
+
+def optimal_set(teacher: str, ij: tuple[int, int], labels: tuple[str, str]) -> hv.Overlay:
+    """The global minima projected on a parameter plane: one Segments layer (its lines) and one
+    Points layer (its isolated points), for either teacher.
+
+    Paper-000 teacher: the eight points Θ* of eq. (9), no lines. Paper-001 teacher 2tanh(x): a
+    set — w1 = w2 = ±1 with v1 + v2 = ±2, w1 = −w2 = ±1 with v1 − v2 = ±2, or one neuron at
+    (±1, ±2) with the other silent (v = 0 with any w, or w = 0 with any v) — drawn as its lines
+    w_i = ±1 and v1 ± v2 = ±2, v_i = ±2, no isolated points.
+
+    The layers, their types and labels are the same for both teachers: the planes are
+    DynamicMaps, and a frame without a layer of the previous one would leave that layer's
+    renderer on the plot (a teacher switch must replace data, not add or drop layers).
+    """
+    lines = _optimal_lines(teacher, ij)
+    points = fa.OPTIMAL_POINTS[:, list(ij)] if teacher == "paper000" else np.empty((0, 2))
+    # the plane's own axis names (not x0, y0): Panel links the axes of plots that share them
+    ends = [f"{labels[0]} end", f"{labels[1]} end"]
+    return hv.Overlay([
+        hv.Segments(lines, kdims=[*labels, *ends], label=OPTIMAL_LABEL).opts(
+            color="#9a9a9a", line_width=2, line_dash="dotted"),
+        hv.Points(points, kdims=list(labels), label=OPTIMAL_LABEL).opts(
+            color="#9a9a9a", size=11, marker="diamond", line_color="#555"),
+    ])
 
 
 def plane_elements(hist_theta: np.ndarray, ij: tuple[int, int], labels: tuple[str, str],
@@ -461,7 +481,7 @@ class TrajectoriesPage(Page):
         self._alert.visible = bool(texts)
 
     def _build(self) -> None:
-        opts = dict(responsive=True, min_height=300, tools=["hover"], active_tools=["wheel_zoom"])
+        opts = dict(responsive=True, min_height=300, tools=["hover"])
         # Plain functions, not this Parameterized's methods: HoloViews would otherwise also
         # redraw every plot whenever any parameter of the page changes (a slider move cost a
         # full redraw of five plots — 0.1 s of the server's loop per student).

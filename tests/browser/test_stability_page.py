@@ -64,6 +64,35 @@ def test_pullback_cloud_shows_its_trapped_fraction(server, probe):
     assert probe.errors == []
 
 
+#: the trapped-cluster rings of the pullback cloud: [share %, marker size in px] per ring
+TRAPPED_RINGS = """() => { const out = [];
+    for (const doc of Bokeh.documents) for (const r of doc.all_models) {
+        const data = r.data_source && r.data_source.data;
+        if (!r.glyph || !data || !data.share || !r.visible) continue;
+        const size = r.glyph.size, field = size && size.field;
+        Array.from(data.share).forEach((s, i) => out.push(
+            [s, field ? data[field][i] : (size && size.value !== undefined ? size.value : size)])); }
+    return out; }"""
+
+
+def test_trapped_cluster_of_the_pullback_cloud_is_marked(server, probe):
+    # σ² = 1, η = 0.1 (paper 000 Fig. 4): after τ_pb = 10⁴ a fifth of the paths is trapped
+    page = _open(probe, server + "?page=stability&sigma2=1&lr=0.1&pullback_points=1000"
+                                 "&pullback_time=10000")
+    page.wait_for_selector("#trapped-fraction", timeout=60_000)
+    frac = float(page.locator("#trapped-fraction").inner_text().rstrip(" %"))
+    assert frac > 0
+    try:
+        page.wait_for_function(f"() => ({TRAPPED_RINGS})().length > 0", timeout=30_000)
+    except Exception:
+        pass  # the assertion below says what is missing
+    rings = page.evaluate(TRAPPED_RINGS)
+    assert rings, "no marker shows where the trapped paths are"
+    assert all(size >= 12 for _, size in rings)
+    assert 0.5 * frac <= sum(s for s, _ in rings) / 2 <= frac + 0.1  # a (w) and a (v) ring each
+    assert probe.errors == []
+
+
 def test_the_point_opens_in_live_trajectories(server, probe):
     page = _open(probe, server + "?page=stability&sigma2=0.7&lr=0.05&pullback_points=1000&pullback_time=1000")
     page.get_by_text("Open in live trajectories").click()

@@ -43,6 +43,7 @@ def test_moving_the_eta_slider_changes_the_run(server, probe):
     page.mouse.up()  # the slider is throttled: the value is sent on release
     # η moved up, and the URL follows
     page.wait_for_function(r"() => /[?&]lr=0\.1(0[1-9]|[1-9])/.test(location.search)", timeout=10_000)
+    assert not re.search(r"lr=0\.1\d{4,}", page.url), "a slider's float32 tail is not kept"
     assert page.get_by_text(re.compile(r"η → 0\.1\d+ at step 200")).count() >= 1
     page.get_by_role("button", name="Step").click()
     probe.wait_steps(400)
@@ -95,6 +96,43 @@ def test_link_text_is_never_rendered_as_html(server, probe):
     assert dialogs == []
     assert page.get_by_text(re.compile("not one of the choices")).count() >= 1
     assert page.locator("img[src=x]").count() == 0
+
+
+#: the dotted lines drawn on the (w1, w2) and (v1, v2) planes: [plane, model type, shown?]
+PLANE_DOTTED = """() => { const out = [];
+    const dotted = (d) => { if (d && d.value !== undefined) d = d.value;  // glyphs: a value spec
+        return d === 'dotted' || JSON.stringify(d) === '[2,4]'; };
+    const shown = (r) => { if (!r.visible) return false;
+        const src = r.data_source; if (!src) return true;
+        return Object.values(src.data).some((v) => v && v.length > 0); };
+    for (const doc of Bokeh.documents) for (const p of doc.all_models) {
+        const title = p.title && p.title.text;
+        if (!title || !/\\((w1, w2|v1, v2)\\) plane/.test(title)) continue;
+        for (const r of [...p.renderers, ...p.center]) {
+            const style = r.glyph || r;
+            if (style.line_dash !== undefined && dotted(style.line_dash))
+                out.push([title, r.glyph ? r.glyph.type : r.type, shown(r)]); } }
+    return out; }"""
+
+
+def test_switching_the_teacher_back_leaves_no_stale_optimal_lines(server, probe):
+    page = probe.open(server + "?page=trajectories")
+    teacher = page.locator(".atlas-teacher select")
+    # paper 001's teacher 2tanh(x): its optimal set is drawn as dotted lines on both planes
+    teacher.select_option(index=1)
+    page.wait_for_function("() => location.search.includes('teacher=paper001')", timeout=10_000)
+    page.wait_for_function(f"() => new Set(({PLANE_DOTTED})().filter((d) => d[2])"
+                           ".map((d) => d[0])).size == 2", timeout=30_000)
+    # back to paper 000: its optimal set is eight points, and 2tanh's lines must be gone
+    teacher.select_option(index=0)
+    page.wait_for_function("() => location.search.includes('teacher=paper000')", timeout=10_000)
+    try:
+        page.wait_for_function(f"() => ({PLANE_DOTTED})().every((d) => !d[2])", timeout=15_000)
+    except Exception:
+        pass  # the assertion below shows what is left
+    left = [d for d in page.evaluate(PLANE_DOTTED) if d[2]]
+    assert left == [], f"stale optimal-set lines of paper 001 still drawn: {left}"
+    assert probe.errors == []
 
 
 def test_sessions_are_independent(server, browser):

@@ -1,0 +1,208 @@
+"""Parameter-plane views built headlessly: the optimal sets of the live-trajectories planes and
+the trapped-cluster markers of the pullback cloud (paper 000 Figs. 4; paper 001 §4)."""
+
+from __future__ import annotations
+
+import types
+
+import holoviews as hv
+import numpy as np
+import pytest
+import xarray as xr
+
+from app.pages.stability import StabilityPage
+from app.pages.trajectories import optimal_set, plane_elements
+from app.state import StabilityParams
+
+hv.extension("bokeh")
+
+PLANES = (((0, 1), ("w1", "w2")), ((2, 3), ("v1", "v2")))
+X = np.linspace(-8.0, 8.0, 801)  # inputs on which two functions of x are compared
+
+
+def _structure(overlay: hv.Overlay) -> list[tuple]:
+    """What a DynamicMap matches frames by: each layer's type, group and label, in order."""
+    return [(type(el).__name__, el.group, el.label) for el in overlay] + [tuple(overlay.keys())]
+
+
+def _parts(teacher, ij, labels):
+    ov = optimal_set(teacher, ij, labels)
+    lines = [el for el in ov if isinstance(el, hv.Segments)]
+    points = [el for el in ov if isinstance(el, hv.Points)]
+    assert len(lines) == 1 and len(points) == 1, "one lines layer and one points layer"
+    seg = lines[0].array() if len(lines[0]) else np.empty((0, 4))
+    return seg, points[0].array(list(labels))
+
+
+# -- 1. the optimal set keeps its structure when the teacher changes ---------------------------
+@pytest.mark.parametrize("ij, labels", PLANES)
+def test_plane_overlay_has_the_same_layers_for_both_teachers(ij, labels):
+    hist = np.random.default_rng(0).uniform(-1, 1, (3, 12, 4))
+    a = plane_elements(hist, ij, labels, teacher="paper000")
+    b = plane_elements(hist, ij, labels, teacher="paper001")
+    # a teacher switch must replace data, never add or drop a layer (stale renderers otherwise)
+    assert _structure(a) == _structure(b)
+    assert _structure(optimal_set("paper000", ij, labels)) == _structure(
+        optimal_set("paper001", ij, labels))
+    # the x axis is named after the plane: Panel links the ranges of plots whose axes share a
+    # name, so a generic name (x0) would tie the (w1, w2) and (v1, v2) planes together
+    for plane in (a, b):
+        assert hv.render(plane).x_range.tags[0][0][0] == labels[0]
+
+
+@pytest.mark.parametrize("ij, labels", PLANES)
+def test_paper000_optimal_set_is_the_eight_points_of_eq9(ij, labels):
+    seg, pts = _parts("paper000", ij, labels)
+    assert seg.shape == (0, 4)  # no lines for the two-neuron teacher
+    theta = np.array([(1, 4, 2, -1), (-1, 4, -2, -1), (1, -4, 2, 1), (-1, -4, -2, 1),
+                      (4, 1, -1, 2), (4, -1, -1, -2), (-4, 1, 1, 2), (-4, -1, 1, -2)], float)
+    # paper 000 eq. (9); each is a global minimum: f(x; θ) = 2tanh(x) − tanh(4x) exactly
+    for t in theta:
+        f = t[2] * np.tanh(t[0] * X) + t[3] * np.tanh(t[1] * X)
+        np.testing.assert_allclose(f, 2 * np.tanh(X) - np.tanh(4 * X), atol=1e-14)
+    np.testing.assert_array_equal(sorted(map(tuple, pts)), sorted(map(tuple, theta[:, list(ij)])))
+
+
+def _on_lines(p: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """Distance of each point p (k, 2) to the nearest of the segments (m, 4)."""
+    a, b = seg[:, :2], seg[:, 2:]
+    d = b - a
+    t = np.clip(np.einsum("kmi,mi->km", p[:, None, :] - a, d) / np.einsum("mi,mi->m", d, d), 0, 1)
+    q = a + t[..., None] * d
+    return np.min(np.linalg.norm(p[:, None, :] - q, axis=2), axis=1)
+
+
+def _rms(f: np.ndarray) -> float:
+    """RMS distance of f(x) to the paper-001 teacher 2tanh(x) on the grid X."""
+    return float(np.sqrt(np.mean((f - 2 * np.tanh(X)) ** 2)))
+
+
+def _best_fit(basis: list[np.ndarray]) -> float:
+    """RMS residual of the least-squares fit of 2tanh(x) by the given functions of x."""
+    a = np.stack(basis, axis=1)
+    return _rms(a @ np.linalg.lstsq(a, 2 * np.tanh(X), rcond=None)[0])
+
+
+def _random_optima(rng, n: int) -> np.ndarray:
+    """Members of the optimal set of the paper-001 teacher T(x) = 2tanh(x), from each family:
+    w1 = w2 = s, v1 + v2 = 2s; w1 = −w2 = s, v1 − v2 = 2s; one neuron (s, 2s) and the other
+    silent (v = 0 with any w, or w = 0 with any v); and the same with the neurons swapped."""
+    out = []
+    for _ in range(n):
+        s, a = rng.choice([-1.0, 1.0]), rng.uniform(-4, 4)
+        kind = rng.integers(4)
+        theta = [(s, s, a, 2 * s - a), (s, -s, a, a - 2 * s), (s, a, 2 * s, 0.0),
+                 (s, 0.0, 2 * s, a)][kind]
+        if rng.random() < 0.5:  # swap the neurons
+            theta = (theta[1], theta[0], theta[3], theta[2])
+        out.append(theta)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("ij, labels", PLANES)
+def test_paper001_optimal_set_is_exactly_the_drawn_lines(ij, labels):
+    seg, pts = _parts("paper001", ij, labels)
+    assert len(seg) > 0 and len(pts) == 0
+    assert len(seg) == (4 if ij == (0, 1) else 8)  # w_i = ±1; v1 ± v2 = ±2 and v_i = ±2
+    # the lines reach past every side of the plot's window
+    lo, hi = np.min(seg[:, [0, 2]]), np.max(seg[:, [0, 2]])
+    assert lo <= -20 and hi >= 20 and np.min(seg[:, [1, 3]]) <= -20 and np.max(seg[:, [1, 3]]) >= 20
+    # complete: every optimum projects onto a drawn line
+    theta = _random_optima(np.random.default_rng(1), 400)
+    w1, w2, v1, v2 = (theta[:, [k]] for k in range(4))
+    f = v1 * np.tanh(w1 * X) + v2 * np.tanh(w2 * X)
+    np.testing.assert_allclose(f, np.broadcast_to(2 * np.tanh(X), f.shape), atol=1e-13)
+    assert np.max(_on_lines(theta[:, list(ij)], seg)) < 1e-9
+    # sound: every point of a drawn line (inside the window) is the projection of an optimum
+    t = np.linspace(0, 1, 2001)[:, None]
+    for x0, y0, x1, y1 in seg:
+        p = np.hstack([x0 + t * (x1 - x0), y0 + t * (y1 - y0)])
+        p = p[np.all(np.abs(p) <= 5, axis=1)][::25]
+        for a, b in p:
+            if ij == (0, 1):  # fixed (w1, w2): best (v1, v2) by linear least squares
+                res = _best_fit([np.tanh(a * X), np.tanh(b * X)])
+            else:  # fixed (v1, v2): an optimum needs w_i ∈ {−1, 0, 1} (|w_i| ∉ {0, 1} ⇒ v_i = 0)
+                res = min(_rms(a * np.tanh(w1 * X) + b * np.tanh(w2 * X))
+                          for w1 in (-1, 0, 1) for w2 in (-1, 0, 1))
+            assert res < 1e-12, (a, b)
+    # and a point off the lines is not optimal
+    off = np.array([[0.5, 2.7]]) if ij == (0, 1) else np.array([[0.5, 0.7]])
+    assert _on_lines(off, seg)[0] > 0.1
+
+
+# -- 2. trapped clusters of the pullback cloud are marked ---------------------------------------
+SYNC = np.array([0.283, 0.283, 0.876, 0.876])  # paper 000 σ² = 1, η = 0.1: the trapped point
+MIRROR = np.array([0.283, -0.283, 0.876, -0.876])
+
+
+def _synthetic_cloud(seed: int = 0) -> xr.Dataset:
+    """A cloud shaped like :func:`engine.pullback.pullback_cloud`'s: 30 % of the paths on
+    SYNC, 15 % on −SYNC, 20 % on the mirror image (far from M_wv itself), the rest spread
+    uniformly over [−1, 1]⁴, and one diverged path."""
+    rng = np.random.default_rng(seed)
+    parts = [SYNC + 1e-3 * rng.standard_normal((300, 4)),
+             -SYNC + 1e-3 * rng.standard_normal((150, 4)),
+             MIRROR + 1e-3 * rng.standard_normal((200, 4)),
+             rng.uniform(-1, 1, (349, 4)), np.full((1, 4), np.nan)]
+    cloud = np.vstack(parts)
+    r, s = (cloud[:, 0] - cloud[:, 1]) / 2, (cloud[:, 2] - cloud[:, 3]) / 2
+    return xr.Dataset(
+        {"cloud": (("trajectory", "param"), cloud), "distance": (("trajectory",), np.hypot(r, s))},
+        coords={"trajectory": np.arange(len(cloud)), "param": ["w1", "w2", "v1", "v2"]},
+        attrs={"pullback_time": 100_000, "sigma2": 1.0, "lr": 0.1})
+
+
+def _markers(ds, trapped_distance=0.1):
+    page = types.SimpleNamespace(state=StabilityParams(trapped_distance=trapped_distance))
+    plot = StabilityPage._cloud_plot(page, ds)
+    found = {el.label: el for el in plot if isinstance(el, hv.Points) and "trapped" in el.label}
+    assert set(found) == {"trapped (w1, w2)", "trapped (v1, v2)"}, list(plot.keys())
+    return found["trapped (w1, w2)"], found["trapped (v1, v2)"]
+
+
+def test_trapped_clusters_are_marked_at_their_centres_with_their_share():
+    ds = _synthetic_cloud()
+    w, v = _markers(ds)
+    for layer, cols in ((w, [0, 1]), (v, [2, 3])):
+        xy = layer.array(["θ1", "θ2"])
+        share = layer.dimension_values("share")
+        order = np.argsort(-share)
+        # two clusters trapped near M_wv; the mirror image is not within 0.1 of M_wv itself,
+        # the scattered trapped strays make no marker
+        assert len(xy) == 2
+        np.testing.assert_allclose(xy[order], [SYNC[cols], -SYNC[cols]], atol=5e-4)
+        np.testing.assert_allclose(share[order], [30.0, 15.0])  # % of all 1,000 paths
+        np.testing.assert_array_equal(layer.dimension_values("paths")[order], [300, 150])
+        size = layer.dimension_values("size")[order]
+        assert size[1] >= 12 and size[0] > size[1]  # visible, and growing with the share
+
+
+def test_no_marker_without_trapped_paths_and_threshold_is_followed():
+    ds = _synthetic_cloud()
+    ds = ds.assign(distance=ds.distance + 1.0)  # nothing within reach of M_wv
+    w, v = _markers(ds)
+    assert len(w) == 0 and len(v) == 0
+    # the threshold is the page's: at 1e-3 only part of each 1e-3-scattered cluster counts
+    ds = _synthetic_cloud()
+    w, _ = _markers(ds, trapped_distance=1e-3)
+    d = ds.distance.values
+    expected = [100 * np.mean(d[:300] < 1e-3) * 300 / 1000, 100 * np.mean(d[300:450] < 1e-3) * 150 / 1000]
+    assert 5 < expected[1] < expected[0] < 30
+    np.testing.assert_allclose(np.sort(w.dimension_values("share"))[::-1], expected)
+
+
+def test_markers_on_a_real_cloud_match_its_trapped_fraction():
+    """A small real pullback cloud (paper 000 Fig. 4, σ² = 1, η = 0.1): the paths trapped near
+    M_wv sit on ±(w, w, v, v), and the markers' shares add up to the trapped fraction."""
+    from engine import pullback
+
+    ds = pullback.pullback_cloud(1.0, 30_000, lr=0.1, n_points=1_000, seed=0)
+    frac = 100 * float(np.mean(ds.distance.values < 0.1))
+    assert frac > 20
+    w, v = _markers(ds)
+    assert 1 <= len(w) <= 4
+    share = w.dimension_values("share")
+    assert abs(share.sum() - frac) < 0.2 * frac
+    xy = w.array(["θ1", "θ2"])
+    np.testing.assert_allclose(np.abs(xy[:, 0] - xy[:, 1]), 0, atol=0.1)  # on the diagonal
+    np.testing.assert_allclose(np.abs(v.array(["θ1", "θ2"])), 0.88, atol=0.1)
