@@ -6,9 +6,12 @@ the random (pullback) attractor as τ_pb grows. With the engine's counter-based 
 at time −k is input number ``horizon − k`` of the shared stream, so clouds for different τ_pb
 see the same realisation (nested pullback), exactly as in the paper.
 
-A path is *trapped* when its distance to M_wv, √(r² + s²) with r = (w1 − w2)/2 and
-s = (v1 − v2)/2 (eq. 19), is below a threshold; paper 000 reports about 20 % trapped at
-σ² = 1, τ_pb = 10⁵.
+A path is *trapped* when its distance to M_wv is below a threshold; paper 000 reports about
+20 % trapped at σ² = 1, τ_pb = 10⁵. The distance is √(r² + s²) with r = (w1 − w2)/2 and
+s = (v1 − v2)/2 (eq. 19), taken to the NEAREST copy of M_wv: f is unchanged by swapping the
+neurons and by flipping the sign of one neuron's pair (w_i, v_i), so M_wv = {w1 = w2, v1 = v2}
+has the mirror {w1 = −w2, v1 = −v2}, and a trapped share counts every copy (MATH.md §1,
+"Symmetries and the degenerate families").
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import xarray as xr
 from . import schema
 from .fa import _count, _positive, _seed, run_ensemble, uniform_initial
 
-__all__ = ["pullback_cloud", "pullback_clouds", "distance_to_mwv", "Cancelled"]
+__all__ = ["pullback_cloud", "pullback_clouds", "distance_to_mwv", "nearest_mwv_point",
+           "Cancelled"]
 
 #: the time origin: inputs x_t for t = −horizon … −1 are shared stream numbers 0 … horizon − 1
 HORIZON = 100_000
@@ -31,12 +35,67 @@ class Cancelled(Exception):
     """Raised when a long computation is cancelled through its ``cancel`` callback."""
 
 
-def distance_to_mwv(theta: np.ndarray) -> np.ndarray:
-    """√(r² + s²), r = (w1 − w2)/2, s = (v1 − v2)/2 (paper 000 eq. 19), for theta (..., 4)."""
+def _mwv_copies(theta):
+    """Nearest points (w, v) and distances √(r² + s²) for both copies of M_wv."""
     theta = np.asarray(theta, dtype=float)
-    r = 0.5 * (theta[..., 0] - theta[..., 1])
-    s = 0.5 * (theta[..., 2] - theta[..., 3])
-    return np.sqrt(r * r + s * s)
+    if theta.shape[-1:] != (4,):
+        raise ValueError("theta must have a last axis of length 4: (w1, w2, v1, v2).")
+    w1, w2, v1, v2 = (theta[..., i] for i in range(4))
+    plus, minus = 0.5 * (w1 + w2), 0.5 * (w1 - w2)
+    vplus, vminus = 0.5 * (v1 + v2), 0.5 * (v1 - v2)
+    # M_wv = {w1 = w2, v1 = v2}: point (w, w, v, v) with (w, v) = the means, distance from the
+    # half-differences; the mirror {w1 = −w2, v1 = −v2}: point (w, −w, v, −v), roles swapped
+    return (plus, vplus, np.hypot(minus, vminus)), (minus, vminus, np.hypot(plus, vplus))
+
+
+def distance_to_mwv(theta: np.ndarray) -> np.ndarray:
+    """Distance of theta to the nearest copy of M_wv (paper 000 eq. 19; MATH.md §1).
+
+    min(√(r² + s²), √(r′² + s′²)) with r = (w1 − w2)/2, s = (v1 − v2)/2 (the distance to
+    M_wv = {w1 = w2, v1 = v2}, eq. 19) and r′ = (w1 + w2)/2, s′ = (v1 + v2)/2 (the distance to
+    its mirror {w1 = −w2, v1 = −v2}). f, and SGD, are unchanged by swapping the neurons and by
+    flipping the sign of one neuron's pair (w_i, v_i), so MATH.md decides that "distance to
+    M_wv" means the distance to the nearest copy; the result is invariant under that group of
+    order 8.
+
+    Parameters
+    ----------
+    theta : array_like, shape (..., 4)
+        Points (w1, w2, v1, v2).
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (...)
+    """
+    (_, _, d), (_, _, d_mirror) = _mwv_copies(theta)
+    return np.minimum(d, d_mirror)
+
+
+def nearest_mwv_point(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The nearest point of M_wv to theta, as (w, v) on the 2-D map of eqs. 31–32 of paper 000.
+
+    Of the two copies of M_wv (MATH.md §1: {w1 = w2, v1 = v2} and its mirror
+    {w1 = −w2, v1 = −v2}) the nearer one is taken, as in :func:`distance_to_mwv`. Its nearest
+    point is (w, w, v, v) with (w, v) = ((w1 + w2)/2, (v1 + v2)/2) on M_wv, or (w, −w, v, −v)
+    with (w, v) = ((w1 − w2)/2, (v1 − v2)/2) on the mirror; (w, v) is then folded by the
+    symmetry (w, v) → (−w, −v) (both neurons' signs flipped) to w ≥ 0. On a tie the copy
+    M_wv = {w1 = w2, v1 = v2} is used.
+
+    Parameters
+    ----------
+    theta : array_like, shape (..., 4)
+        Points (w1, w2, v1, v2).
+
+    Returns
+    -------
+    w, v, distance : numpy.ndarray of float64, each of shape (...)
+        The folded coordinates on M_wv and :func:`distance_to_mwv` (paper 000 eq. 19).
+    """
+    (w, v, d), (w_m, v_m, d_m) = _mwv_copies(theta)
+    mirror = d_m < d
+    w, v, d = np.where(mirror, w_m, w), np.where(mirror, v_m, v), np.where(mirror, d_m, d)
+    flip = np.where(w < 0, -1.0, 1.0)
+    return w * flip, v * flip, d
 
 
 def pullback_cloud(sigma2: float, pullback_time: int, lr: float = 0.1, n_points: int = 100_000,

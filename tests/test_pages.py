@@ -229,7 +229,13 @@ def test_where_am_i_reuses_the_stability_pages_map():
         pts = page._where(page._snapshot(), page._pi_ds).get(2)  # a point per trajectory
         theta = page.run.theta
         assert len(pts) == page.run.model.n_trajectories
-        w = np.abs(theta[:, 0] + theta[:, 1]) / 2
+        # the nearest copy of M_wv, {w1 = w2, v1 = v2} or its mirror {w1 = −w2, v1 = −v2}
+        # (MATH.md §1), w folded to w ≥ 0
+        plus, minus = np.abs(theta[:, 0] + theta[:, 1]) / 2, np.abs(theta[:, 0] - theta[:, 1]) / 2
+        mirror = (np.hypot(theta[:, 0] + theta[:, 1], theta[:, 2] + theta[:, 3])
+                  < np.hypot(theta[:, 0] - theta[:, 1], theta[:, 2] - theta[:, 3]))
+        assert mirror.any() and not mirror.all()  # both copies are exercised
+        w = np.where(mirror, minus, plus)
         np.testing.assert_allclose(np.sort(pts.data["w"].values), np.sort(w))
         low = page._pi_ds.copy()
         low["valley"] = -abs(low.valley)  # as at σ² = 0.1: C lies at v < 0, outside [0, 2]²

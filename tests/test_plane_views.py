@@ -13,6 +13,7 @@ import xarray as xr
 from app.pages.stability import StabilityPage
 from app.pages.trajectories import optimal_set, plane_elements
 from app.state import StabilityParams
+from engine import pullback
 
 hv.extension("bokeh")
 
@@ -137,17 +138,23 @@ MIRROR = np.array([0.283, -0.283, 0.876, -0.876])
 
 def _synthetic_cloud(seed: int = 0) -> xr.Dataset:
     """A cloud shaped like :func:`engine.pullback.pullback_cloud`'s: 30 % of the paths on
-    SYNC, 15 % on −SYNC, 20 % on the mirror image (far from M_wv itself), the rest spread
-    uniformly over [−1, 1]⁴, and one diverged path."""
+    SYNC, 15 % on −SYNC, 20 % on the mirror image MIRROR (on the mirror copy of M_wv, far from
+    M_wv itself), 10 % on −MIRROR, the rest spread uniformly over [−1, 1]⁴, and one diverged
+    path. Distances are the engine's: to the nearest copy of M_wv (MATH.md §1). The spread
+    paths keep 0.3 away from the four centres, so no stray falls inside a cluster's ring."""
     rng = np.random.default_rng(seed)
+    centres = np.array([SYNC, -SYNC, MIRROR, -MIRROR])
+    spread = rng.uniform(-1, 1, (1_000, 4))
+    spread = spread[np.linalg.norm(spread[:, None] - centres, axis=2).min(axis=1) > 0.3][:249]
     parts = [SYNC + 1e-3 * rng.standard_normal((300, 4)),
              -SYNC + 1e-3 * rng.standard_normal((150, 4)),
              MIRROR + 1e-3 * rng.standard_normal((200, 4)),
-             rng.uniform(-1, 1, (349, 4)), np.full((1, 4), np.nan)]
+             -MIRROR + 1e-3 * rng.standard_normal((100, 4)),
+             spread, np.full((1, 4), np.nan)]
     cloud = np.vstack(parts)
-    r, s = (cloud[:, 0] - cloud[:, 1]) / 2, (cloud[:, 2] - cloud[:, 3]) / 2
     return xr.Dataset(
-        {"cloud": (("trajectory", "param"), cloud), "distance": (("trajectory",), np.hypot(r, s))},
+        {"cloud": (("trajectory", "param"), cloud),
+         "distance": (("trajectory",), pullback.distance_to_mwv(cloud))},
         coords={"trajectory": np.arange(len(cloud)), "param": ["w1", "w2", "v1", "v2"]},
         attrs={"pullback_time": 100_000, "sigma2": 1.0, "lr": 0.1})
 
@@ -167,14 +174,15 @@ def test_trapped_clusters_are_marked_at_their_centres_with_their_share():
         xy = layer.array(["θ1", "θ2"])
         share = layer.dimension_values("share")
         order = np.argsort(-share)
-        # two clusters trapped near M_wv; the mirror image is not within 0.1 of M_wv itself,
-        # the scattered trapped strays make no marker
-        assert len(xy) == 2
-        np.testing.assert_allclose(xy[order], [SYNC[cols], -SYNC[cols]], atol=5e-4)
-        np.testing.assert_allclose(share[order], [30.0, 15.0])  # % of all 1,000 paths
-        np.testing.assert_array_equal(layer.dimension_values("paths")[order], [300, 150])
+        # four clusters trapped near a copy of M_wv, each ringed (the mirror copy counts,
+        # MATH.md §1); the scattered trapped strays make no marker
+        assert len(xy) == 4
+        np.testing.assert_allclose(xy[order], [SYNC[cols], MIRROR[cols], -SYNC[cols], -MIRROR[cols]],
+                                   atol=5e-4)
+        np.testing.assert_allclose(share[order], [30.0, 20.0, 15.0, 10.0])  # % of all 1,000 paths
+        np.testing.assert_array_equal(layer.dimension_values("paths")[order], [300, 200, 150, 100])
         size = layer.dimension_values("size")[order]
-        assert size[1] >= 12 and size[0] > size[1]  # visible, and growing with the share
+        assert size[3] >= 12 and np.all(np.diff(size) < 0)  # visible, and growing with the share
 
 
 def test_no_marker_without_trapped_paths_and_threshold_is_followed():
@@ -186,23 +194,27 @@ def test_no_marker_without_trapped_paths_and_threshold_is_followed():
     ds = _synthetic_cloud()
     w, _ = _markers(ds, trapped_distance=1e-3)
     d = ds.distance.values
-    expected = [100 * np.mean(d[:300] < 1e-3) * 300 / 1000, 100 * np.mean(d[300:450] < 1e-3) * 150 / 1000]
-    assert 5 < expected[1] < expected[0] < 30
+    expected = [100 * np.sum(d[a:b] < 1e-3) / 1000 for a, b in ((0, 300), (450, 650), (300, 450), (650, 750))]
+    assert 3 < expected[3] < expected[2] < expected[1] < expected[0] < 30
     np.testing.assert_allclose(np.sort(w.dimension_values("share"))[::-1], expected)
 
 
 def test_markers_on_a_real_cloud_match_its_trapped_fraction():
     """A small real pullback cloud (paper 000 Fig. 4, σ² = 1, η = 0.1): the paths trapped near
-    M_wv sit on ±(w, w, v, v), and the markers' shares add up to the trapped fraction."""
-    from engine import pullback
-
+    M_wv sit on ±(w, w, v, v) and ±(w, −w, v, −v), and the markers' shares add up to the
+    trapped fraction."""
     ds = pullback.pullback_cloud(1.0, 30_000, lr=0.1, n_points=1_000, seed=0)
     frac = 100 * float(np.mean(ds.distance.values < 0.1))
     assert frac > 20
     w, v = _markers(ds)
-    assert 1 <= len(w) <= 4
+    assert len(w) == 4  # the four images of one point (MATH.md §1), each ringed
     share = w.dimension_values("share")
     assert abs(share.sum() - frac) < 0.2 * frac
     xy = w.array(["θ1", "θ2"])
-    np.testing.assert_allclose(np.abs(xy[:, 0] - xy[:, 1]), 0, atol=0.1)  # on the diagonal
+    # two on the diagonal (M_wv), two on the anti-diagonal (its mirror), ± each other
+    on_diagonal = np.abs(xy[:, 0] - xy[:, 1]) < 0.1
+    assert on_diagonal.sum() == 2
+    np.testing.assert_allclose(np.abs(xy[~on_diagonal, 0] + xy[~on_diagonal, 1]), 0, atol=0.1)
+    np.testing.assert_allclose(xy[on_diagonal].sum(axis=0), 0, atol=0.1)
+    np.testing.assert_allclose(xy[~on_diagonal].sum(axis=0), 0, atol=0.1)
     np.testing.assert_allclose(np.abs(v.array(["θ1", "θ2"])), 0.88, atol=0.1)

@@ -9,8 +9,102 @@ from engine import fa, pullback
 
 
 def test_distance_to_mwv():
-    th = np.array([[0.3, 0.3, -1.0, -1.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0]])
-    np.testing.assert_allclose(pullback.distance_to_mwv(th), [0.0, 0.5, 1.0])
+    """Eq. 19 of paper 000, to the nearer copy of M_wv (MATH.md §1): a point with one weight
+    or one output zero is as far from M_wv as from its mirror."""
+    th = np.array([[0.3, 0.3, -1.0, -1.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 2.0, 0.0],
+                   [1.0, 0.8, 0.0, 0.0], [1.0, -0.8, 0.5, -0.4]])
+    np.testing.assert_allclose(pullback.distance_to_mwv(th), [0.0, 0.5, 1.0, 0.1, np.hypot(0.1, 0.05)])
+
+
+# the order-8 group under which f, and SGD, are invariant (MATH.md §1, "Symmetries")
+def _swap(t):
+    return t[..., [1, 0, 3, 2]]
+
+
+def _flip(t, i):
+    out = t.copy()
+    out[..., [i, i + 2]] *= -1
+    return out
+
+
+def _group(t):
+    """The 8 images of t under swapping the neurons and flipping one neuron's pair (w_i, v_i)."""
+    images = [t, _flip(t, 0), _flip(t, 1), _flip(_flip(t, 0), 1)]
+    return images + [_swap(x) for x in images]
+
+
+SYNC = np.array([0.283, 0.283, 0.876, 0.876])  # paper 000 σ² = 1, η = 0.1: a trapped point
+MIRROR = np.array([0.283, -0.283, 0.876, -0.876])  # its image with neuron 2's sign flipped
+
+
+def test_the_mirror_copy_of_mwv_is_at_distance_zero():
+    """Paths synchronised on {w1 = −w2, v1 = −v2} are on M_wv's mirror: distance 0, as on M_wv."""
+    pts = np.array(_group(SYNC))
+    assert len({tuple(p) for p in pts}) == 4  # the four images of MATH.md §1: ±SYNC, ±MIRROR
+    np.testing.assert_array_equal(pullback.distance_to_mwv(pts), 0.0)
+    rng = np.random.default_rng(3)
+    wv = rng.uniform(-2, 2, (50, 2))
+    on_mirror = np.column_stack([wv[:, 0], -wv[:, 0], wv[:, 1], -wv[:, 1]])
+    np.testing.assert_array_equal(pullback.distance_to_mwv(on_mirror), 0.0)
+
+
+def test_distance_is_invariant_under_the_symmetry_group():
+    theta = np.random.default_rng(0).normal(0, 1.5, (2_000, 4))
+    d = pullback.distance_to_mwv(theta)
+    images = _group(theta)
+    assert not any(np.array_equal(images[0], x) for x in images[1:])  # 8 distinct maps
+    for image in images:
+        np.testing.assert_allclose(pullback.distance_to_mwv(image), d, rtol=1e-15, atol=0)
+
+
+def test_distance_is_the_smaller_of_the_two_closed_forms():
+    """min(√(r² + s²), √(r′² + s′²)): eq. 19 for M_wv and for its mirror, and both are
+    1/√2 times the Euclidean distance in θ to the nearest point of that plane."""
+    theta = np.random.default_rng(1).uniform(-3, 3, (2_000, 4))
+    w1, w2, v1, v2 = theta.T
+    to_mwv = np.sqrt(((w1 - w2) / 2) ** 2 + ((v1 - v2) / 2) ** 2)
+    to_mirror = np.sqrt(((w1 + w2) / 2) ** 2 + ((v1 + v2) / 2) ** 2)
+    d = pullback.distance_to_mwv(theta)
+    np.testing.assert_allclose(d, np.minimum(to_mwv, to_mirror), rtol=1e-14)
+    assert 0.3 < np.mean(to_mirror < to_mwv) < 0.7  # both branches are exercised
+    # independently: orthogonal projection onto each plane, spanned by its two unit vectors
+    for a in (np.array([[1, 1, 0, 0], [0, 0, 1, 1]]), np.array([[1, -1, 0, 0], [0, 0, 1, -1]])):
+        basis = a / np.sqrt(2)
+        foot = theta @ basis.T @ basis
+        euclid = np.linalg.norm(theta - foot, axis=1)
+        assert np.all(d <= euclid / np.sqrt(2) + 1e-12)
+    assert d.shape == (2_000,) and d.dtype == np.float64
+    with pytest.raises(ValueError, match="length 4"):
+        pullback.distance_to_mwv(np.zeros((3, 5)))
+
+
+def test_nearest_mwv_point_returns_points_on_either_copy_folded():
+    rng = np.random.default_rng(2)
+    w, v = rng.uniform(-2, 2, 400), rng.uniform(-2, 2, 400)
+    on_mwv = np.column_stack([w, w, v, v])
+    on_mirror = np.column_stack([w, -w, v, -v])
+    sign = np.where(w < 0, -1.0, 1.0)  # the fold (w, v) → (−w, −v) to w ≥ 0
+    for pts in (on_mwv, on_mirror):
+        got_w, got_v, dist = pullback.nearest_mwv_point(pts)
+        np.testing.assert_allclose(got_w, sign * w, rtol=1e-15)
+        np.testing.assert_allclose(got_v, sign * v, rtol=1e-15)
+        np.testing.assert_array_equal(dist, 0.0)
+    np.testing.assert_allclose(pullback.nearest_mwv_point(MIRROR)[:2], (0.283, 0.876))
+    np.testing.assert_allclose(pullback.nearest_mwv_point(-MIRROR)[:2], (0.283, 0.876))
+
+
+def test_nearest_mwv_point_is_a_symmetry_invariant_foot_at_distance_to_mwv():
+    theta = np.random.default_rng(4).normal(0, 1.5, (2_000, 4))
+    w, v, dist = pullback.nearest_mwv_point(theta)
+    np.testing.assert_array_equal(dist, pullback.distance_to_mwv(theta))
+    assert np.all(w >= 0)
+    # the foot (w, w, v, v) or its mirror image is the orthogonal projection, at √2 · distance
+    feet = [np.column_stack([s * w, t * w, s * v, t * v]) for s in (1, -1) for t in (1, -1)]
+    euclid = np.min([np.linalg.norm(theta - f, axis=1) for f in feet], axis=0)
+    np.testing.assert_allclose(euclid, np.sqrt(2) * dist, rtol=1e-12)
+    for image in _group(theta):  # every image of θ has the same nearest point of M_wv
+        for got, want in zip(pullback.nearest_mwv_point(image), (w, v, dist)):
+            np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-15)
 
 
 def test_chunked_cloud_equals_one_shared_noise_run():

@@ -53,7 +53,7 @@ onto it ("noise-induced degeneration").
   finite-η version, or the Lyapunov exponent λ of the linearised random map (λ < 0: almost
   sure contraction). Click to pick the point; the link under it opens the live page there.
 * Below: the pullback cloud of 10⁵ paths driven by one noise realisation (Fig. 4) and the
-  fraction trapped near M_wv.
+  fraction trapped near M_wv or its mirror copy {w1 = −w2, v1 = −v2}.
 
 ## Phase diagrams (paper 002)
 

@@ -270,6 +270,7 @@ class StabilityPage(Page):
         opt_v = hv.Points(fa.OPTIMAL_POINTS[:, 2:], ["θ1", "θ2"], label="Θ* (v1, v2)").opts(
             color="#bbb", size=9, marker="diamond")
         return hv.Overlay(layers + [hv.Slope(1, 0).opts(color="#555", line_dash="dashed"),
+                                    hv.Slope(-1, 0).opts(color="#555", line_dash="dashed"),
                                     opt_w, opt_v] + rings).opts(
             title="pullback cloud at time 0: (w1, w2) red, (v1, v2) blue", responsive=True,
             min_height=420, xlim=(-5, 5), ylim=(-5, 5), xlabel="w1 (red), v1 (blue)",

@@ -76,7 +76,8 @@ TRAPPED_RINGS = """() => { const out = [];
 
 
 def test_trapped_cluster_of_the_pullback_cloud_is_marked(server, probe):
-    # σ² = 1, η = 0.1 (paper 000 Fig. 4): after τ_pb = 10⁴ a fifth of the paths is trapped
+    # σ² = 1, η = 0.1 (paper 000 Fig. 4): after τ_pb = 10⁴ about 40 % of the paths are
+    # trapped near M_wv or its mirror copy
     page = _open(probe, server + "?page=stability&sigma2=1&lr=0.1&pullback_points=1000"
                                  "&pullback_time=10000")
     page.wait_for_selector("#trapped-fraction", timeout=60_000)
