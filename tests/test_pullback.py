@@ -159,3 +159,22 @@ def test_several_pullback_times_and_bad_input():
         pullback.pullback_cloud(1.0, 10**7)
     with pytest.raises(ValueError, match="distance"):
         pullback.pullback_cloud(1.0, 10, distance=-1)
+
+
+@pytest.mark.slow
+def test_the_fig4_preset_prompts_numbers():
+    """The ``fig4-s1`` prompt (assets/presets.yaml; paper 000 Fig. 4, σ² = 1, η = 0.1):
+    "89–92 % trapped …, about 22–23 % in each of the four clusters … At τ_pb = 10⁴ (seed 0)
+    41 %". Checked on the first 2·10⁴ of the seed-0 cloud's 10⁵ paths (the paths are
+    independent given the shared noise; a share of 2·10⁴ paths has a standard error < 0.4 %)."""
+    late = pullback.pullback_cloud(1.0, 100_000, 0.1, n_points=20_000, seed=0)
+    d = late.distance.values
+    assert 0.88 <= np.mean(d < 0.1) <= 0.93
+    assert np.mean(d < 0.01) == pytest.approx(np.mean(d < 0.1), abs=0.005)  # synchronised
+    trapped = late.cloud.values[d < 0.1]
+    signs = np.sign(trapped[:, :2])  # the four clusters: ±(w, w, v, v), ±(w, −w, v, −v)
+    shares = [np.mean((signs[:, 0] == a) & (signs[:, 1] == b)) * trapped.shape[0] / d.size
+              for a in (-1, 1) for b in (-1, 1)]
+    assert all(0.21 <= s <= 0.245 for s in shares), shares
+    early = pullback.pullback_cloud(1.0, 10_000, 0.1, n_points=20_000, seed=0)
+    assert np.mean(early.distance.values < 0.1) == pytest.approx(0.41, abs=0.02)
