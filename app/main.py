@@ -13,6 +13,8 @@ import panel as pn
 
 from panel.io.resources import CDN_DIST, get_dist_path
 
+from app.compat import on_browser_gone
+from app.figures import use_scroll_friendly_plots
 from app.jobs import freeze_startup_objects, quiet_closed_sockets
 from app.pages import DEFAULT_PAGE, PAGES
 from app.pages.base import release_js_links, settle_markup
@@ -20,6 +22,7 @@ from engine.warmup import compile_all
 
 hv.extension("bokeh", logo=False)
 pn.extension(notifications=False, sizing_mode="stretch_width")
+use_scroll_friendly_plots()  # no plot captures the wheel or a swipe until it is clicked
 
 
 def _query() -> dict:
@@ -49,16 +52,23 @@ def build() -> pn.template.BootstrapTemplate:
         """],
     )
     share = page.share_panel()
+    view = page.__panel__()  # built once: guard_inputs checks this very view
     # No busy indicator: Panel keeps every session's indicator in one class-level list and
     # flips all of them on any session's event — each slider move of one student updated the
     # page of every other (quadratic work, and state leaking between sessions). Pages show
     # their own progress.
+    # a phone starts with the sidebar folded (its toggle opens it): open, it left 60 px of a
+    # 390 px screen for the page
+    agent = str((pn.state.headers or {}).get("User-Agent", ""))
     template = pn.template.BootstrapTemplate(
         title=f"SGD Atlas · {title}", header_background="#1f3b57", sidebar_width=330,
-        sidebar=[nav, page.sidebar, share], main=[page], busy_indicator=None,
+        collapsed_sidebar="Mobi" in agent or "Android" in agent,
+        meta_viewport="width=device-width, initial-scale=1",  # a phone lays out at its width
+        sidebar=[nav, page.lock_note, page.sidebar_panel(), share], main=[view],
+        busy_indicator=None,
     )
     page.apply_teacher(query, extras={"nav": nav, "share": share})
-    page.guard_inputs(share)
+    page.guard_inputs(view, share)
     page.bind_url()
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
 
@@ -67,6 +77,9 @@ def build() -> pn.template.BootstrapTemplate:
             release(template)  # module's globals once the session's page is built
 
         pn.state.on_session_destroyed(_cleanup)
+        # and stop the page's work as soon as its browser leaves, not when Bokeh discards
+        # the session (15–32 s later)
+        on_browser_gone(pn.state.curdoc, page.cleanup)
     return template
 
 

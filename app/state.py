@@ -8,6 +8,8 @@ each browser session builds its own objects.
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -61,6 +63,30 @@ def join_along(datasets: list[xr.Dataset], dim: str) -> xr.Dataset:
     return xr.concat(parts, dim=dim, data_vars="all", coords="different", compat="equals",
                      join="outer", combine_attrs="drop_conflicts").sortby(dim)
 
+def tidy(value, step=None, digits: int = 4):
+    """``value`` rounded to the precision its control offers: the decimals of ``step``, and
+    never fewer than ``digits`` significant digits (so η = 0.00012 survives a step of
+    0.001). A slider sends float32 artefacts (w0 = 1.200000158019822) and a click on a log
+    axis 10^x (η = 0.25118873255775953); links and exports then carried them."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)):
+        return value
+    x = float(value)
+    if x == 0 or not math.isfinite(x):
+        return value
+    decimals = digits - 1 - math.floor(math.log10(abs(x)))
+    if step:
+        decimals = max(decimals, -Decimal(repr(float(step))).normalize().as_tuple().exponent)
+    return round(x, min(max(decimals, 0), 15))
+
+
+class Number(param.Number):
+    """``param.Number`` whose values are stored :func:`tidy` — from a slider, a click, a link
+    or a preset alike, so the URL and the exported attrs read 1.2, not 1.200000158019822."""
+
+    def __set__(self, obj, val):
+        super().__set__(obj, tidy(val, self.step))
+
+
 TEACHER_LABELS = {
     "2tanh(x) − tanh(4x)  (paper 000)": "paper000",
     "2tanh(x)  (paper 001)": "paper001",
@@ -72,10 +98,10 @@ DATASET_SIZES = {"∞ (online: fresh x every step)": 0, **{f"{n}": n for n in
 class InputParams(param.Parameterized):
     """η, σ² and the seed: shared by every page of the Fukumizu–Amari model."""
 
-    lr = param.Number(
+    lr = Number(
         0.1, bounds=(1e-5, 10.0), softbounds=(0.001, 1.0), step=0.001, label="η (learning rate)",
         doc="Learning rate η of SGD: θ ← θ − η · mean-batch gradient.")
-    sigma2 = param.Number(
+    sigma2 = Number(
         0.1, bounds=(1e-4, 100.0), softbounds=(0.001, 2.0), step=0.001, label="σ² (input variance)",
         doc="Variance of the inputs, x ~ N(0, σ²). Paper 000 contrasts σ² = 0.1 and 1.")
     seed = param.Integer(
@@ -89,7 +115,7 @@ class ModelParams(InputParams):
     batch_size = param.Integer(
         1, bounds=(1, 1024), softbounds=(1, 64), label="S (batch size)",
         doc="Samples averaged per SGD step; S = 1 is online learning (paper 000).")
-    label_noise = param.Number(
+    label_noise = Number(
         0.0, bounds=(0.0, 10.0), softbounds=(0.0, 1.0), step=0.01, label="τ (label noise)",
         doc="Std of the label noise: y = T(x) + ξ, ξ ~ N(0, τ²) (paper 001).")
     teacher = param.Selector(
@@ -117,11 +143,11 @@ class EnsembleParams(ModelParams):
         label="initial conditions",
         doc="Where the trajectories start: spread over the box [−1, 1]⁴ (paper 000 Fig. 4), or "
             "close to one point of the degenerate subspace M_wv (w1 = w2, v1 = v2).")
-    w0 = param.Number(0.5, bounds=(-5.0, 5.0), softbounds=(-2.0, 2.0), step=0.01, label="w0",
+    w0 = Number(0.5, bounds=(-5.0, 5.0), softbounds=(-2.0, 2.0), step=0.01, label="w0",
                       doc="w1 = w2 of the starting point on M_wv (with 'near a point').")
-    v0 = param.Number(0.5, bounds=(-5.0, 5.0), softbounds=(-2.0, 2.0), step=0.01, label="v0",
+    v0 = Number(0.5, bounds=(-5.0, 5.0), softbounds=(-2.0, 2.0), step=0.01, label="v0",
                       doc="v1 = v2 of the starting point on M_wv (with 'near a point').")
-    spread = param.Number(0.05, bounds=(0.0, 1.0), softbounds=(0.0, 0.5), step=0.005,
+    spread = Number(0.05, bounds=(0.0, 1.0), softbounds=(0.0, 0.5), step=0.005,
                           label="spread",
                           doc="Half-width of the uniform perturbation of each coordinate around "
                               "the starting point; 0 starts exactly on M_wv, where SGD stays.")
@@ -150,6 +176,25 @@ RESTART_PARAMS = ("sigma2", "batch_size", "teacher", "n_data", "seed", "n_trajec
 SYMBOLS = {"lr": "η", "label_noise": "τ", "sigma2": "σ²", "batch_size": "S",
            "teacher": "teacher", "n_data": "N", "seed": "seed", "n_trajectories": "trajectories",
            "start": "initial conditions", "w0": "w0", "v0": "v0", "spread": "spread"}
+
+
+#: what a restarting parameter changes, for the notice that says why the run restarted
+DATA_PARAMS = ("sigma2", "batch_size", "teacher", "n_data", "label_noise")
+START_PARAMS = ("n_trajectories", "start", "w0", "v0", "spread")
+
+
+def restart_reason(names) -> str:
+    """The notice for a restart caused by changing ``names``: which values changed, and
+    whether that changes the data SGD sees, where the trajectories start, or (the seed)
+    both."""
+    names = set(names)
+    what = ", ".join(SYMBOLS[n] for n in sorted(names))
+    data = bool(names & set(DATA_PARAMS)) or "seed" in names
+    start = bool(names & set(START_PARAMS)) or "seed" in names
+    why = ("this changes the data SGD sees and where the trajectories start" if data and start
+           else "this changes the data SGD sees" if data
+           else "this changes where the trajectories start")
+    return f"{what} changed: the run restarted from step 0 ({why})."
 
 
 class TrajectoryRun(param.Parameterized):
@@ -211,9 +256,7 @@ class TrajectoryRun(param.Parameterized):
         if "label_noise" in names and m_has_dataset(self.model):
             restart.add("label_noise")  # the label noise is part of a fixed dataset
         if restart:
-            what = ", ".join(SYMBOLS[n] for n in sorted(restart))
-            self.reset(f"{what} changed: the run restarted from step 0 "
-                       "(this changes the data SGD sees).")
+            self.reset(restart_reason(restart))
             return
         for name in names:
             value = getattr(self.model, name)
@@ -356,10 +399,10 @@ class ChunkWork:
 class StabilityParams(InputParams):
     """The stability page: μ± and π on M_wv (paper 000 Fig. 3) and pullback clouds (Fig. 4)."""
 
-    sigma2 = param.Number(default=1.0)
-    w0 = param.Number(0.5, bounds=(0.0, 2.0), step=0.01, label="w (on M_wv)",
+    sigma2 = Number(default=1.0)
+    w0 = Number(0.5, bounds=(0.0, 2.0), step=0.01, label="w (on M_wv)",
                       doc="w = w1 = w2 of the point whose μ±(x) are plotted; click the map to pick.")
-    v0 = param.Number(0.5, bounds=(0.0, 2.0), step=0.01, label="v (on M_wv)",
+    v0 = Number(0.5, bounds=(0.0, 2.0), step=0.01, label="v (on M_wv)",
                       doc="v = v1 = v2 of the point whose μ±(x) are plotted; click the map to pick.")
     color_by = param.Selector(
         default="pi_small_lr",
@@ -380,9 +423,11 @@ class StabilityParams(InputParams):
     pullback_points = param.Integer(
         100_000, bounds=(1_000, 100_000), softbounds=(1_000, 100_000), step=1_000,
         label="paths", doc="Initial conditions, uniform in [−1, 1]⁴, all driven by one noise.")
-    trapped_distance = param.Number(
+    trapped_distance = Number(
         0.1, bounds=(1e-3, 1.0), softbounds=(0.01, 0.5), step=0.01, label="trapped within",
-        doc="A path is trapped when √(r² + s²) < this, r = (w1 − w2)/2, s = (v1 − v2)/2.")
+        doc="A path is trapped when its distance to the nearest copy of M_wv is below this: "
+            "min(√(r² + s²), √(r′² + s′²)), r = (w1 − w2)/2, s = (v1 − v2)/2 (M_wv), "
+            "r′ = (w1 + w2)/2, s′ = (v1 + v2)/2 (its mirror w1 = −w2, v1 = −v2).")
 
     def map_inputs(self) -> dict:
         """Keyword arguments of :func:`engine.stability.attracting_map` for these values."""
@@ -394,6 +439,16 @@ class StabilityParams(InputParams):
         the trapped fraction is recomputed from the stored distances)."""
         return dict(sigma2=self.sigma2, pullback_time=self.pullback_time, lr=self.lr,
                     n_points=self.pullback_points, seed=self.seed)
+
+    def point_task(self) -> Task:
+        """The chosen point (w0, v0) alone: π, its finite-η version and the Lyapunov exponent
+        (16 replicas × 4000 steps) — a one-cell :func:`engine.stability.attracting_map`
+        centred on the point."""
+        half = 1e-12  # the cells' half-width: their centres are the point to 1e-12
+        inputs = dict(sigma2=self.sigma2, lr=self.lr, n=2, w_range=[self.w0 - half, self.w0 + half],
+                      v_range=[self.v0 - half, self.v0 + half], lyapunov_steps=4000,
+                      lyapunov_replicas=16, seed=self.seed)
+        return Task("stability_map", inputs, stability.attracting_map, "point")
 
     def pi_map_task(self) -> Task:
         """The cheap π maps alone (no Lyapunov exponents): shown first, and what the
@@ -410,7 +465,7 @@ class StabilityParams(InputParams):
 class EscapeParams(param.Parameterized):
     """The escape-time page (paper 000 §4.2, Fig. 5)."""
 
-    lr = param.Number(0.1, bounds=(1e-4, 1.0), softbounds=(0.01, 0.5), step=0.01,
+    lr = Number(0.1, bounds=(1e-4, 1.0), softbounds=(0.01, 0.5), step=0.01,
                       label="η (learning rate)", doc="Learning rate of the 2-D map on M_wv (Fig. 5: 0.1).")
     batch_size = param.Integer(1, bounds=(1, 64), softbounds=(1, 16), label="S (batch size)",
                                doc="Samples averaged per step (Fig. 5: online, S = 1).")
@@ -448,7 +503,7 @@ class PowerLawParams(param.Parameterized):
     the Fig. 5 controls. The bounds cap the work one request can buy (runs × step cap ≤ 5·10⁸).
     """
 
-    fp_lr = param.Number(0.1, bounds=(1e-3, 1.0), softbounds=(0.01, 0.5), step=0.01,
+    fp_lr = Number(0.1, bounds=(1e-3, 1.0), softbounds=(0.01, 0.5), step=0.01,
                          label="η (first passage)", doc="Learning rate of SGD (Fig. 3b: 0.1).")
     fp_batch_size = param.Integer(1, bounds=(1, 64), softbounds=(1, 16), label="B (first passage)",
                                   doc="Mini-batch size B (Fig. 3b: 1).")
@@ -460,7 +515,7 @@ class PowerLawParams(param.Parameterized):
                                label="N (data points)", doc="Dataset size (Fig. 3b: 10⁴).")
     fp_runs = param.Integer(100, bounds=(10, 500), softbounds=(10, 500), step=10,
                             label="runs per curve", doc="Independent SGD runs from θ* (paper: 100).")
-    fp_c_max = param.Number(2.0, bounds=(1.2, 4.0), step=0.1, label="largest c",
+    fp_c_max = Number(2.0, bounds=(1.2, 4.0), step=0.1, label="largest c",
                             doc="Thresholds c = L/L* from 1.1 to this, log-spaced (12 values).")
     fp_max_steps = param.Selector(default=1_000_000, objects={"10⁴": 10_000, "10⁵": 100_000,
                                                               "10⁶": 1_000_000},
@@ -534,12 +589,12 @@ class OverfitParams(param.Parameterized):
     """The overfitting page (paper 001 §4, Fig. 3; MATH.md §2). L uses MATH.md's ½ convention:
     the released code's step 0.01 on mean((f − y)²) is η = 0.02 here."""
 
-    label_noise = param.Number(0.2, bounds=(0.0, 2.0), softbounds=(0.0, 1.0), step=0.01,
+    label_noise = Number(0.2, bounds=(0.0, 2.0), softbounds=(0.0, 1.0), step=0.01,
                                label="τ (label noise)",
                                doc="Std of the label noise ξ_i ~ N(0, τ²) of the fixed dataset.")
     n_data = param.Integer(100, bounds=(5, 2000), softbounds=(10, 1000), step=5, label="n (data points)",
                            doc="Size of the training set (Fig. 3: 100).")
-    lr = param.Number(0.02, bounds=(1e-4, 10.0), softbounds=(0.001, 0.5), step=0.001,
+    lr = Number(0.02, bounds=(1e-4, 10.0), softbounds=(0.001, 0.5), step=0.001,
                       label="η (learning rate)",
                       doc="GD step on L = (1/2n) Σ (f − y)² (the released code's 0.01 on "
                           "mean (f − y)² is 0.02 here).")
@@ -630,7 +685,7 @@ class PhaseParams(param.Parameterized):
         doc="∞: every batch is fresh. A number: one dataset drawn from the seed (Fig. 8).")
     seed = param.Integer(0, bounds=(0, 2**31 - 1), softbounds=(0, 100), label="seed",
                          doc="Seeds the finite dataset and the Monte Carlo batches.")
-    mu_for_s = param.Number(0.06, bounds=(0.0, 1.0), step=0.01, label="μ (λ–S map)",
+    mu_for_s = Number(0.06, bounds=(0.0, 1.0), step=0.01, label="μ (λ–S map)",
                             doc="Signal fraction of the labels for the λ–S map (Fig. 9 right: 0.06).")
     resolution = param.Integer(128, bounds=(16, 256), softbounds=(32, 256), label="map resolution",
                                doc="Grid points per axis of the λ–μ map.")
@@ -638,9 +693,9 @@ class PhaseParams(param.Parameterized):
                                doc="The η (λ) axis of the maps, in decades; box-zoom sets it.")
     mu_range = param.Range((0.0, 1.0), bounds=(0.0, 1.0), label="μ range",
                            doc="The μ axis of the λ–μ map; box-zoom sets it.")
-    lr = param.Number(0.5, bounds=(1e-4, 100.0), label="η (clicked)",
+    lr = Number(0.5, bounds=(1e-4, 100.0), label="η (clicked)",
                       doc="η of the cell whose saddle SGD is simulated.")
-    mu = param.Number(0.5, bounds=(0.0, 1.0), label="μ (clicked)",
+    mu = Number(0.5, bounds=(0.0, 1.0), label="μ (clicked)",
                       doc="μ of the cell whose saddle SGD is simulated.")
 
     def grid(self) -> tuple[np.ndarray, np.ndarray]:
@@ -665,6 +720,16 @@ class PhaseParams(param.Parameterized):
         lr = 10.0 ** np.linspace(lo, hi, 96)
         return [Task("saddle_lyapunov", dict(lr=lr, mu=float(self.mu_for_s), batch_size=int(S)),
                      saddle.lyapunov_exponents, "lambda_S", "batch_size") for S in S_VALUES]
+
+    def cell_tasks(self) -> list[Task]:
+        """The clicked cell (``lr``, ``mu``): the saddle SGD simulated there (200 runs × 1000
+        steps, eq. 54 of paper 002) and Λ± of Proposition 1 at that one point."""
+        common = dict(lr=self.lr, mu=self.mu, batch_size=self.batch_size,
+                      n_data=self.n_data or None)
+        return [Task("saddle_simulation", dict(common, n_runs=200, n_steps=1000, seed=self.seed),
+                     saddle.simulate_saddle, "cell_simulation"),
+                Task("saddle_lyapunov", dict(common, seed=self.seed), saddle.lyapunov_exponents,
+                     "cell_theory")]
 
     @staticmethod
     def fig2_task() -> Task:

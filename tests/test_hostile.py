@@ -187,7 +187,7 @@ def test_browser_values_are_validated_before_panel_applies_them(slug, caplog):
                                  "n_sigma2": "3", "resolution": "16", "pullback_points": "1000",
                                  "pullback_time": "1000"})
     try:
-        assert page.guard_inputs() > 5
+        assert page.guard_inputs(page.__panel__()) > 5
         hostile = [1e6, -5, math.nan, math.inf, 1e300, "abc", None, [99], {"x": 1}]
         pairs = page.param_widgets()
         with caplog.at_level(logging.ERROR):

@@ -158,3 +158,34 @@ def test_ranges_from_links_are_parsed_and_clamped():
     assert p.log_lr_range == (-3.0, 1.5)
     notices = apply_values(p, {"mu_range": [-1, 0.5], "log_lr_range": "2,1"}, ["mu_range", "log_lr_range"])
     assert p.mu_range == (0.0, 0.5) and p.log_lr_range == (-3.0, 1.5) and len(notices) == 2
+
+
+@pytest.mark.parametrize("name,value,says", [
+    ("v0", 0.7, "where the trajectories start"), ("n_trajectories", 5, "where the trajectories start"),
+    ("spread", 0.2, "where the trajectories start"), ("sigma2", 0.5, "the data SGD sees"),
+    ("batch_size", 4, "the data SGD sees"),
+    ("seed", 3, "the data SGD sees and where the trajectories start")])
+def test_the_restart_notice_says_what_the_change_changes(name, value, says):
+    """v0 or the number of trajectories move the starting points, not the data SGD sees
+    (issue 15, item 9); σ² and S change the data; the seed draws both."""
+    run = TrajectoryRun(model=EnsembleParams())
+    setattr(run.model, name, value)
+    assert run.step == 0 and run.message.endswith(f"(this changes {says}).")
+    assert ("data SGD sees" in run.message) == ("data" in says)
+
+
+@pytest.mark.parametrize("raw,step,kept", [
+    (1.200000158019822, 0.01, 1.2), (0.25118873255775953, 0.001, 0.2512),
+    (0.00012, 0.001, 0.00012), (2.5, 0.001, 2.5), (-0.3000000119, 0.01, -0.3)])
+def test_values_are_kept_to_their_controls_precision(raw, step, kept):
+    """A slider sends float32 (1.2 → 1.200000158019822), a click on a log axis 10^x: links
+    and exports showed these tails. Stored values keep the step's decimals and at least four
+    significant digits, whoever sets them."""
+    from app.state import tidy
+
+    assert tidy(raw, step) == kept
+    p = EnsembleParams()
+    p.w0 = raw if abs(raw) <= 5 else 0.5
+    assert p.w0 == tidy(raw, EnsembleParams.param.w0.step)
+    p.lr = 0.1  # an exact value stays exact
+    assert p.lr == 0.1 and repr(p.lr) == "0.1"

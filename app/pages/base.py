@@ -3,6 +3,7 @@ binding its state to the URL, and cleanup when the browser session ends."""
 
 from __future__ import annotations
 
+import copy
 import html
 import io
 import time
@@ -17,7 +18,7 @@ from .. import ncio, sweeps
 from ..guards import guard_inputs, linked_widgets
 from ..jobs import JobSlot, draw_queue, session_scheduler
 from ..presets import load_presets
-from ..urlstate import apply_values
+from ..urlstate import apply_values, coerce
 
 #: Browser side of "Plots (PNG)": every visible Bokeh plot of the page exported by Bokeh itself
 #: (as its save tool does) and drawn at its place on screen into one PNG.
@@ -52,7 +53,8 @@ canvas.toBlob((blob) => {
 #: machine), else a selectable copy of the link in a prompt.
 COPY_JS = """
 const url = window.location.href;
-const done = () => { cb_obj.label = "Link copied"; setTimeout(() => { cb_obj.label = label; }, 2000); };
+// ``source`` is the button's model (``cb_obj`` is the click event, which has no label)
+const done = () => { source.label = "Link copied"; setTimeout(() => { source.label = label; }, 2000); };
 const ask = () => window.prompt("Copy this link:", url);
 if (navigator.clipboard && window.isSecureContext) {
   navigator.clipboard.writeText(url).then(done, ask);
@@ -80,15 +82,39 @@ class Page(pn.viewable.Viewer):
         super().__init__(**params)
         self._notices: list[str] = []
         self._presets = load_presets().get(self.slug, [])
+        self._locked: dict[tuple[int, str], object] = {}  # (id(owner), name) -> held value
+        self._sidebar: pn.viewable.Viewable | None = None
+        self.lock_note = pn.pane.Markdown("", visible=False, css_classes=["atlas-lock-note"],
+                                          sizing_mode="stretch_width")
+        # the page's own starting values, before any link or preset: every preset starts here
+        self._defaults = [(obj, {f: copy.deepcopy(getattr(obj, f)) for f in fields})
+                          for obj, fields in self.preset_targets()]
 
     def targets(self) -> list[tuple[param.Parameterized, tuple[str, ...]]]:
-        """(object, fields) that links and presets may set."""
+        """(object, fields) that links and presets may set (and the URL keeps)."""
         return []
 
-    def apply_values(self, values: dict) -> None:
-        """Validate and set ``values`` on the targets; notices for whatever was changed."""
-        for obj, fields in self.targets():
-            self._notices += apply_values(obj, values, fields)
+    def preset_targets(self) -> list[tuple[param.Parameterized, tuple[str, ...]]]:
+        """:meth:`targets` and whatever else a preset or a link may set but the URL does not
+        keep (e.g. a zoomed window)."""
+        return self.targets()
+
+    def apply_values(self, values: dict, requested: dict | None = None) -> None:
+        """Validate and set ``values`` on the targets; notices for whatever was changed.
+
+        A control locked by a teacher's link keeps its value; if ``requested`` (by default
+        ``values``) asked for another one, one notice says so."""
+        requested = values if requested is None else requested
+        for obj, fields in self.preset_targets():
+            free = tuple(f for f in fields if (id(obj), f) not in self._locked)
+            self._notices += apply_values(obj, values, free)
+            for f in fields:
+                if f in free or f not in requested:
+                    continue
+                wanted, _ = coerce(obj, f, requested[f])
+                if wanted != getattr(obj, f):
+                    self._notices.append(f"{obj.param[f].label or f} is fixed by this lesson's "
+                                         f"link: kept {getattr(obj, f)}, not {wanted}.")
 
     def apply_query(self, query: dict) -> None:
         """A link's values: first its ``preset``, then its explicit parameters."""
@@ -100,10 +126,17 @@ class Page(pn.viewable.Viewer):
         self.apply_values(query)
 
     def apply_preset(self, preset_id: str) -> bool:
-        """Set a preset's parameters (its ``params`` and ``run`` maps); False if unknown."""
+        """Set the page's starting values, then the preset's (its ``params`` and ``run``
+        maps), in one update per state object; False if unknown.
+
+        Whatever the preset does not name starts from the page's defaults, never from the
+        previous preset: a preset chosen in the page equals the same preset opened from a
+        fresh link (the teacher's projector and the students' screens agree)."""
         for p in self._presets:
             if p["id"] == preset_id:
-                self.apply_values({**p.get("params", {}), **p.get("run", {})})
+                wanted = {**p.get("params", {}), **p.get("run", {})}
+                defaults = {f: v for _, values in self._defaults for f, v in values.items()}
+                self.apply_values({**defaults, **wanted}, requested=wanted)
                 self.preset = preset_id
                 return True
         return False
@@ -158,6 +191,12 @@ class Page(pn.viewable.Viewer):
     @property
     def sidebar(self) -> pn.viewable.Viewable:
         return pn.Column()
+
+    def sidebar_panel(self) -> pn.viewable.Viewable:
+        """The sidebar as shown: built once (``sidebar`` builds a new layout on every call)."""
+        if self._sidebar is None:
+            self._sidebar = self.sidebar
+        return self._sidebar
 
     def bind_url(self) -> None:
         """Keep the page's parameters in the URL (after they were validated)."""
@@ -224,11 +263,15 @@ class Page(pn.viewable.Viewer):
         return io.BytesIO(ncio.to_bytes(groups))
 
     def current_link(self) -> str:
-        """The page's query string as the browser shows it (for the export's attrs)."""
+        """The page's address as the browser shows it, whole (scheme, host, path and query),
+        so a file keeps a link that opens anywhere; without a browser, the query alone."""
         loc = pn.state.location
         if loc is None:
             return f"?page={self.slug}"
-        return f"{loc.pathname or ''}{loc.search or ''}"
+        origin = f"{loc.protocol}//{loc.hostname}" if loc.protocol and loc.hostname else ""
+        if origin and loc.port:
+            origin += f":{loc.port}"
+        return f"{origin}{loc.pathname or ''}{loc.search or ''}"
 
     def share_panel(self) -> pn.viewable.Viewable:
         """Download the data (netCDF) and the plots (PNG); copy the link to this exact view."""
@@ -252,10 +295,12 @@ class Page(pn.viewable.Viewer):
         return pn.Column(pn.pane.Markdown("#### Share & export"), self._download,
                          pn.Row(png, copy), sizing_mode="stretch_width")
 
-    def guard_inputs(self, *extra: pn.viewable.Viewable) -> int:
+    def guard_inputs(self, *views: pn.viewable.Viewable) -> int:
         """Validate every value the browser sends to this page's widgets (see
-        :mod:`app.guards`); corrections are shown as notices."""
-        root = pn.Column(self.sidebar, self.__panel__(), *extra)
+        :mod:`app.guards`) — the sidebar's and those of ``views``, the page's parts as shown
+        (its ``__panel__()`` as built once: a second build would queue its plots twice);
+        corrections are shown as notices."""
+        root = pn.Column(self.sidebar_panel(), *views)
         linked = linked_widgets(self.param_widgets())
         for widget in root.select(pn.widgets.Widget):  # "atlas-<parameter>": tests, tools find it
             if id(widget) in linked:
@@ -268,7 +313,7 @@ class Page(pn.viewable.Viewer):
     def param_widgets(self) -> dict[str, list[tuple[param.Parameterized, pn.widgets.Widget]]]:
         """``{parameter: [(owner, widget), …]}`` of the sidebar's parameter widgets."""
         out: dict[str, list] = {}
-        for pane in self.sidebar.select(pn.Param):
+        for pane in self.sidebar_panel().select(pn.Param):
             for name, widget in getattr(pane, "_widgets", {}).items():
                 if name != "name":
                     out.setdefault(name, []).append((pane.object, widget))
@@ -294,14 +339,23 @@ class Page(pn.viewable.Viewer):
                 return [n for n in self.advanced if n in widgets]
             return [name] if name in widgets else []
 
+        locked = []
         for name in names("lock"):
             targets = controls(name)
             if not targets:
                 self.add_notice(f"lock: this page has no control called {name[:40]!r}.")
             for n in targets:
                 for owner, widget in widgets[n]:
+                    if (id(owner), n) in self._locked:
+                        continue
                     widget.disabled = True
+                    widget.name = f"{widget.name} 🔒"
                     self._hold(owner, n)
+                    locked.append(owner.param[n].label or n)
+        if locked:  # a greyed-out control says why
+            self.lock_note.object = ("🔒 **Fixed by your teacher's link:** "
+                                     + ", ".join(html.escape(t) for t in locked) + ".")
+            self.lock_note.visible = True
         for name in names("hide"):
             items = [w for n in controls(name) for _, w in widgets[n]]
             if not items and name in extras:
@@ -310,11 +364,30 @@ class Page(pn.viewable.Viewer):
                 self.add_notice(f"hide: this page has nothing called {name[:40]!r}.")
             for item in items:
                 item.visible = False
+        self._hide_empty_sections()
+
+    def _hide_empty_sections(self) -> None:
+        """Hide a sidebar heading whose controls are all hidden (with ``hide=advanced``, the
+        live page's "Start" and "Animation" headings stood over nothing)."""
+        def shown(pane: pn.Param) -> bool:
+            return any(w.visible for n, w in pane._widgets.items() if n != "name")
+
+        for column in self.sidebar_panel().select(pn.Column):
+            items = list(column.objects)
+            for i, item in enumerate(items):
+                if not isinstance(item, pn.Param) or shown(item):
+                    continue
+                item.visible = False
+                heading = items[i - 1] if i else None
+                if isinstance(heading, pn.pane.Markdown) and str(heading.object).startswith("#"):
+                    heading.visible = False
 
     def _hold(self, owner: param.Parameterized, name: str) -> None:
         """Keep ``owner.name`` at its current value: a locked control cannot be moved from
-        the browser (a disabled widget can still be sent values), nor by a preset."""
+        the browser (a disabled widget can still be sent values), nor by a preset (which
+        :meth:`apply_values` skips)."""
         value = getattr(owner, name)
+        self._locked[(id(owner), name)] = value
 
         def restore(event):
             if event.new != value:
@@ -322,6 +395,20 @@ class Page(pn.viewable.Viewer):
                 self.add_notice(f"{owner.param[name].label or name} is fixed by this lesson's link.")
 
         owner.param.watch(restore, name)
+
+
+def cell(*objects: pn.viewable.Viewable, basis: int = 420, min_width: int = 300) -> pn.Column:
+    """A column of ``objects`` that shares a :func:`flow` row with its siblings, about
+    ``basis`` px wide before it wraps."""
+    return pn.Column(*objects, sizing_mode="stretch_width", min_width=min_width,
+                     styles={"flex": f"1 1 {basis}px"})
+
+
+def flow(*cells: pn.viewable.Viewable) -> pn.FlexBox:
+    """A row of :func:`cell` s that wraps into one column when the page is narrower than
+    two of them (a phone, a half-screen window) instead of squeezing or overlapping them."""
+    return pn.FlexBox(*cells, flex_wrap="wrap", align_items="flex-start",
+                      sizing_mode="stretch_width")
 
 
 def sync_to_url(objects_fields: list[tuple[object, tuple[str, ...]]], extra: dict | None = None,
@@ -352,51 +439,129 @@ class ProgressiveJob:
     Owns a progress bar, a status line and a cancel button (:attr:`controls`). ``run(tasks)``
     with tasks ``(kind, kwargs, fn)`` computes ``fn(**kwargs, cancel=..., progress=...)``
     through the shared cache, one after the other, and calls ``on_results(list_so_far)`` on the
-    session's loop after each; a new ``run`` supersedes the old one (latest wins). With
-    ``streaming=True`` the functions also get ``on_partial(ds)`` and a partial result is shown
-    as the last entry while it grows. When all are done the status carries
+    session's loop whenever that list changes; a new ``run`` supersedes the old one (latest
+    wins). With ``streaming=True`` the functions also get ``on_partial(ds)`` and a partial
+    result is shown as the last entry while it grows. When all are done the status carries
     ``<span id=done_id>`` (browser tests wait for it). Tasks go through
     :func:`app.sweeps.run_tasks`: on a Dask cluster, when one is configured, they run side by
     side.
+
+    A new run keeps the previous results on screen, with ``dim`` (the layout holding the
+    page's plots) at :attr:`DIMMED` opacity and "recomputing…" in the status, until its first
+    result (or streamed partial result) replaces them at full opacity. Once a task has been
+    computed the status estimates the time left (:meth:`time_left`). A failed run says so in
+    the status — a sentence, never the traceback, which the server log keeps — and leaves
+    whatever was shown.
     """
 
-    def __init__(self, page: Page, on_results, unit: str, done_id: str):
-        self._page, self._on_results = page, on_results
-        self._unit, self._done_id = unit, done_id
+    #: opacity of the previous results while a new run has not shown anything yet
+    DIMMED = 0.4
+    #: a task that finishes this quickly (seconds) came from the cache: it is left out of the
+    #: time per task the estimate of the time left uses
+    FOUND = 0.1
+
+    def __init__(self, on_results, unit: str, done_id: str,
+                 dim: pn.viewable.Viewable | None = None):
+        self._on_results, self._unit, self._done_id, self.dim = on_results, unit, done_id, dim
+        self._shown: list = []  # the list on_results was last called with
+        self._stale = False  # ``_shown`` belongs to the run before the current one
         self._slot = JobSlot(session_scheduler(pn.state.curdoc), self._progress)
-        self.bar = pn.indicators.Progress(value=0, max=100, width=300, visible=False)
-        self.status = pn.pane.HTML("")
-        self.cancel_button = pn.widgets.Button(name="Cancel", button_type="warning", width=90,
-                                               disabled=True)
+        self.bar = pn.indicators.Progress(value=0, max=100, width=220, visible=False,
+                                          align="center")
+        self.status = pn.pane.HTML("", styles={"flex": "1 1 240px"}, align="center")
+        self.cancel_button = pn.widgets.Button(label="Cancel", button_type="warning", width=90,
+                                               disabled=True, align="center")
         self.cancel_button.on_click(self.cancel)
-        self.controls = pn.Row(self.bar, self.cancel_button, self.status)
+        # wraps: on a phone the status goes below the bar instead of a column of single words
+        self.controls = pn.FlexBox(self.bar, self.cancel_button, self.status,
+                                   align_items="center", sizing_mode="stretch_width")
+
+    @property
+    def stale(self) -> bool:
+        """Whether the results shown belong to the run before the current one (e.g. not to be
+        exported with the current link)."""
+        return self._stale
 
     def run(self, tasks: list, streaming: bool = False) -> None:
-        self._on_results([])
+        self._stale = bool(self._shown)
         self.bar.value, self.bar.visible, self.cancel_button.disabled = 0, True, False
-        self.status.object = "computing…"
+        self.status.object = self._with_stale("computing…", "")
+        self._set_stale(self._stale)  # after the status: the note comes with the dimming
 
         def work(ctx):
             n, done = len(tasks), {}
+            start = last = time.monotonic()
+            at = [0.0]  # tasks done so far, with the fraction of the current one
+            found = [0, 0.0]  # tasks that came from the cache, and the time they took
+
+            def finished(i, ds):
+                nonlocal last
+                now = time.monotonic()
+                if now - last < self.FOUND:
+                    found[0], found[1] = found[0] + 1, found[1] + now - last
+                last = now
+                done[i] = ds
 
             def report(count, total, partial=None):  # every report carries all results so far
                 shown = [done[i] for i in sorted(done)] + ([partial] if partial is not None else [])
-                ctx.progress(count, total, shown)
+                left = None
+                if len(done) > found[0] and count < total:  # at least one task was computed
+                    per_task = (time.monotonic() - start - found[1]) / (count - found[0])
+                    left = per_task * (total - count)
+                ctx.progress(count, total, (shown, left))
+
+            def progress(count, total):
+                at[0] = count
+                report(count, total)
 
             return sweeps.run_tasks(
-                tasks, cancel=lambda: ctx.cancelled, progress=report,
-                on_result=done.__setitem__,
-                on_partial=(lambda i, ds: report(len(done) + 0.5, n, ds)) if streaming else None)
+                tasks, cancel=lambda: ctx.cancelled, progress=progress, on_result=finished,
+                on_partial=(lambda i, ds: report(max(at[0], len(done)), n, ds)) if streaming
+                else None)
 
         self._slot.submit(work, self._done, self._error)
 
-    def _progress(self, done, total, results):
-        self._on_results(results)
+    @staticmethod
+    def time_left(seconds: float) -> str:
+        """``seconds`` as a round figure: "about 7 s", "about 40 s", "about 2 min"."""
+        s = round(seconds) if seconds < 10 else 5 * round(seconds / 5)
+        return f"about {max(s, 1)} s" if s < 60 else f"about {round(seconds / 60)} min"
+
+    def _show(self, results: list) -> None:
+        """Pass ``results`` to the page (unless it shows those already), at full opacity."""
+        if [id(ds) for ds in results] != [id(ds) for ds in self._shown]:
+            self._on_results(results)
+        self._shown = results
+        self._set_stale(False)
+
+    def _set_stale(self, stale: bool) -> None:
+        self._stale = stale
+        if self.dim is not None:
+            opacity = str(self.DIMMED) if stale else "1"
+            if (self.dim.styles or {}).get("opacity") != opacity:
+                self.dim.styles = {**(self.dim.styles or {}), "opacity": opacity}
+
+    def _with_stale(self, text: str, stale_text: str | None = None) -> str:
+        """``text``, or ``stale_text`` (default ``text``) saying that the plots still show the
+        previous run."""
+        if not self._stale:
+            return text
+        text = text if stale_text is None else stale_text
+        note = "the dimmed plots show the previous result"
+        return f"recomputing… {text} · {note}" if text else f"recomputing… {note}"
+
+    def _progress(self, done, total, report):
+        results, left = report
+        if results:  # the new run's first result replaces the previous run's at once
+            self._show(results)
         self.bar.value = int(100 * done / total)
-        self.status.object = f"{int(done)} of {total} {self._unit} done"
+        text = f"{int(done)} of {total} {self._unit} done"
+        if left is not None:
+            text += f" · {self.time_left(left)} left"
+        self.status.object = self._with_stale(text)
 
     def _done(self, results):
-        self._on_results(results)
+        self._show(results)
         self.bar.visible, self.cancel_button.disabled = False, True
         self.status.object = (f'<span id="{self._done_id}">complete: {len(results)} '
                               f'{self._unit}</span>')
@@ -404,11 +569,23 @@ class ProgressiveJob:
     def cancel(self, event=None) -> None:
         self._slot.cancel()
         self.bar.visible, self.cancel_button.disabled = False, True
-        self.status.object = "Cancelled; change a parameter to compute again."
+        self.status.object = ("Cancelled; the dimmed plots show the previous result. Change a "
+                              "parameter to compute again." if self._stale else
+                              "Cancelled; change a parameter to compute again.")
 
     def _error(self, exc):
-        self.bar.visible = False
-        self._page.add_notice("The computation failed; change a parameter to retry.")
+        self.bar.visible, self.cancel_button.disabled = False, True
+        # engine functions raise ValueError with a sentence a student can act on; anything
+        # else is a bug whose details belong in the server log (JobSlot logs the traceback)
+        text = "The computation failed."
+        if isinstance(exc, ValueError) and str(exc).strip():
+            reason = str(exc).strip().splitlines()[0][:300]
+            text = f"The computation failed: {reason}" + ("" if reason.endswith(".") else ".")
+        if self._stale:
+            text += " The dimmed plots show the previous result."
+        elif self._shown:
+            text += " The plots show what was computed before it failed."
+        self.status.object = html.escape(f"{text} Change a parameter to retry.", quote=False)
 
     def close(self) -> None:
         self._slot.close()

@@ -1,7 +1,9 @@
 """Escape times: optimal noise (paper 000 Fig. 5) and power-law escape (paper 003 Fig. 3).
 
 Two tabs, each computed only while shown. Fig. 5: τ* against σ²; the curve fills in
-progressively — each σ² is one cached computation — with a progress bar and a cancel button.
+progressively — each σ² is one cached computation — with a progress bar, an estimate of the
+time left and a cancel button; a recomputation leaves the previous results on screen, dimmed,
+until its first new one arrives.
 Where trajectories hit the step cap the restricted mean is only a lower bound: it is drawn as
 an upward triangle and never joined to the curve of true means. Fig. 3 (linear regression of
 paper 003 §5.3.1): mean first-passage time t_p against c = L/L* per dimension d with the theory
@@ -54,8 +56,8 @@ class EscapePage(Page):
             self.apply_query(query)
         self._points: list[xr.Dataset] = []
         self._pl: dict = {"fp": [], "phi": []}
-        self._job = ProgressiveJob(self, self._show_points, "σ² values", "escape-done")
-        self._pl_job = ProgressiveJob(self, self._show_pl, "curves and points", "powerlaw-done")
+        self._job = ProgressiveJob(self._show_points, "σ² values", "escape-done")
+        self._pl_job = ProgressiveJob(self._show_pl, "curves and points", "powerlaw-done")
         self._stale = {"fig5": True, "powerlaw": True}
         self._build()
         self.state.param.watch(lambda *e: self._changed("fig5"), list(FIELDS))
@@ -67,8 +69,11 @@ class EscapePage(Page):
         return [(self.state, FIELDS + ("view",)), (self.powerlaw, PL_FIELDS)]
 
     def export_datasets(self):
-        curves = {PowerLawParams.group(ds): ds for ds in [*self._pl["fp"], *self._pl["phi"]]}
-        return {"fig5": self._table(), **curves}
+        # results of the previous parameters (dimmed while recomputing) are left out: the
+        # export carries the current link
+        pl = [] if self._pl_job.stale else [*self._pl["fp"], *self._pl["phi"]]
+        curves = {PowerLawParams.group(ds): ds for ds in pl}
+        return {"fig5": None if self._job.stale else self._table(), **curves}
 
     def cleanup(self) -> None:
         self._job.close()
@@ -277,15 +282,20 @@ class EscapePage(Page):
                      "phi_samples": {"type": pn.widgets.IntSlider, "throttled": True},
                      "fp_dims": list_widget, "phi_lrs": list_widget, "phi_batches": list_widget,
                      "pl_seed": pn.widgets.IntInput})
+        # each tab's results, dimmed by its job while a recomputation has not shown anything yet
+        self._job.dim = pn.Column(self.deferred(self._plot), self.deferred(self._cens),
+                                  css_classes=["atlas-results", "atlas-fig5-results"],
+                                  sizing_mode="stretch_width", margin=0)
+        self._pl_job.dim = pn.Column(
+            pn.Row(self.deferred(self._tp_plot), self.deferred(self._phi_plot),
+                   sizing_mode="stretch_width"),
+            self._pl_table, css_classes=["atlas-results", "atlas-powerlaw-results"],
+            sizing_mode="stretch_width", margin=0)
         self._tabs = pn.Tabs(
             ("Optimal noise (paper 000, Fig. 5)", pn.Column(
-                self._job.controls, self.deferred(self._plot), self.deferred(self._cens),
-                sizing_mode="stretch_width")),
+                self._job.controls, self._job.dim, sizing_mode="stretch_width")),
             ("Power-law escape (paper 003, Fig. 3)", pn.Column(
-                self._pl_job.controls,
-                pn.Row(self.deferred(self._tp_plot), self.deferred(self._phi_plot),
-                       sizing_mode="stretch_width"),
-                self._pl_table, sizing_mode="stretch_width")),
+                self._pl_job.controls, self._pl_job.dim, sizing_mode="stretch_width")),
             active=VIEWS.index(self.state.view), dynamic=False, sizing_mode="stretch_width")
         self._tabs.param.watch(self._on_tab, "active")
         self._widgets = pn.Param(

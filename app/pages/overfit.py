@@ -4,7 +4,9 @@ Learning curves L and R against the step (log–log) with the plateau, near-opti
 overfitting stretches shaded; the orbits in the (w1, w2) and (v1, v2) planes with the singular
 region (dark grey), the optimal region (light grey) and the overfitting point (red star); the
 number of positive Hessian eigenvalues along the path. The τ = 0 twin on the same inputs is
-drawn dashed (Fig. 3 a beside b). Runs stream while they compute, with progress and cancel.
+drawn dashed (Fig. 3 a beside b). Runs stream while they compute, with progress, an estimate
+of the time left and cancel; a recomputation leaves the previous curves on screen, dimmed, until
+its first partial result replaces them.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ class OverfitPage(Page):
         if query:
             self.apply_query(query)
         self._runs: list = []
-        self._job = ProgressiveJob(self, self._show, "runs", "overfit-done")
         self._build()
+        self._job = ProgressiveJob(self._show, "runs", "overfit-done", dim=self._results)
         self.state.param.watch(lambda *e: self._request(), list(OverfitParams.FIELDS))
         self._request()
 
@@ -61,6 +63,8 @@ class OverfitPage(Page):
         return [(self.state, OverfitParams.FIELDS)]
 
     def export_datasets(self):
+        if self._job.stale:  # the previous parameters' runs: not what the link computes
+            return {}
         return dict(zip((t.name for t in self.state.tasks()), self._runs))
 
     def cleanup(self) -> None:
@@ -239,6 +243,10 @@ class OverfitPage(Page):
         self._orbits = pn.pane.HoloViews(self._orbit_plots(), sizing_mode="stretch_width", min_height=340)
         self._count = pn.pane.HoloViews(self._count_plot(), sizing_mode="stretch_width", min_height=220)
         self._summary = pn.pane.Markdown("", sizing_mode="stretch_width")
+        # dimmed by the job while a recomputation has not shown anything yet
+        self._results = pn.Column(
+            *map(self.deferred, (self._curves, self._orbits, self._count)), self._summary,
+            css_classes=["atlas-results"], sizing_mode="stretch_both", margin=0)
         self._alert = pn.pane.Alert("", alert_type="warning", visible=False)
         self._preset_select = self.preset_selector(self._on_preset)
         self._widgets = pn.Param(
@@ -256,6 +264,4 @@ class OverfitPage(Page):
     def __panel__(self):
         return pn.Column(
             pn.pane.Markdown(self.prompt_markdown, sizing_mode="stretch_width"),
-            self._alert, self._job.controls,
-            *map(self.deferred, (self._curves, self._orbits, self._count)), self._summary,
-            sizing_mode="stretch_both")
+            self._alert, self._job.controls, self._results, sizing_mode="stretch_both")

@@ -20,12 +20,13 @@ from holoviews import dim
 from holoviews.streams import Pipe
 
 from engine import fa
+from engine.pullback import nearest_mwv_point
 
 from .. import sweeps
 from ..cache import get_cache
 from ..jobs import JobSlot, session_scheduler
 from ..state import LIVE_PARAMS, RESTART_PARAMS, EnsembleParams, StabilityParams, TrajectoryRun
-from .base import Page
+from .base import Page, cell, flow
 from .stability import valley_curve
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,8 @@ MODEL_FIELDS = ("lr", "sigma2", "batch_size", "label_noise", "teacher", "n_data"
 START_FIELDS = ("start", "w0", "v0", "spread")
 RUN_FIELDS = ("steps_per_frame", "frame_ms")
 WHERE_TEXT = ("**Where am I?** Each orange dot is a trajectory's nearest point on the "
-              "degenerate subspace M_wv (w1 = w2, v1 = v2), drawn on the stability page's map "
+              "degenerate subspace M_wv (w1 = w2, v1 = v2, or its mirror copy w1 = −w2, "
+              "v1 = −v2: the same network), drawn on the stability page's map "
               "of π, the fraction of inputs for which that point attracts (paper 000, Fig. 3 "
               "right; dark = attracting). Hover a dot for its distance to M_wv: dots that "
               "settle in the dark region near the red valley curve C with a shrinking distance "
@@ -341,8 +343,11 @@ class TrajectoriesPage(Page):
             self._pi_pipe.send(ds)
 
     def _where(self, data, ds=None):
-        """Each trajectory's nearest point of M_wv, ((w1 + w2)/2, (v1 + v2)/2), folded by the
-        symmetry (w, v) → (−w, −v), on π = P[μ+ ≤ 0] (paper 000 eq. 38, Fig. 3 right)."""
+        """Each trajectory's nearest point of M_wv — of the nearer copy, {w1 = w2, v1 = v2} or
+        its mirror {w1 = −w2, v1 = −v2} (MATH.md §1) — folded by the symmetry (w, v) → (−w, −v),
+        on π = P[μ+ ≤ 0] (paper 000 eq. 38, Fig. 3 right): see
+        :func:`engine.pullback.nearest_mwv_point`, the stability page's definition."""
+
         opts = dict(responsive=True, min_height=300, xlim=(0, 2), ylim=(0, 2), framewise=True)
         # the same four layers on every frame (a DynamicMap must keep its structure)
         if ds is None:
@@ -361,10 +366,7 @@ class TrajectoriesPage(Page):
         curve = valley_curve(w_grid, valley, missing)
         theta = data["theta"][:, -1, :] if data["theta"].shape[1] else np.empty((0, 4))
         t = theta[np.all(np.isfinite(theta), axis=1)]
-        w, v = (t[:, 0] + t[:, 1]) / 2, (t[:, 2] + t[:, 3]) / 2
-        flip = np.where(w < 0, -1.0, 1.0)
-        w, v = w * flip, v * flip
-        dist = np.hypot((t[:, 0] - t[:, 1]) / 2, (t[:, 2] - t[:, 3]) / 2)
+        w, v, dist = nearest_mwv_point(t)
         points = hv.Points((w, v, dist), ["w", "v"], ["distance to M_wv"],
                            label="trajectories (projected)").opts(
             color="#ff7f0e", size=9, line_color="black", tools=["hover"])
@@ -506,8 +508,10 @@ class TrajectoriesPage(Page):
         self._step_btn.on_click(self._on_step)
         self._reset_btn = pn.widgets.Button(name="Reset", width=80, button_type="warning")
         self._reset_btn.on_click(self._on_reset)
-        self._spinner = pn.indicators.LoadingSpinner(value=False, size=24, name="")
-        self._counter = pn.pane.HTML(self._counter_html(), margin=(0, 10))
+        self._spinner = pn.indicators.LoadingSpinner(value=False, size=24, name="",
+                                                     sizing_mode="fixed", width=24, height=24)
+        self._counter = pn.pane.HTML(self._counter_html(), margin=(0, 10), sizing_mode="fixed",
+                                     width=190)
         self._events = pn.pane.Markdown(self._events_md())
         self._alert = pn.pane.Alert("", alert_type="info", visible=False)
         self._preset_select = self.preset_selector(self._on_preset)
@@ -544,15 +548,19 @@ class TrajectoriesPage(Page):
         )
 
     def __panel__(self) -> pn.viewable.Viewable:
-        controls = pn.Row(self._play, self._step_btn, self._reset_btn, self._spinner,
-                          self._counter, align="center")
-        return pn.Column(
-            pn.Row(controls, self._prompt, sizing_mode="stretch_width"),
+        controls = pn.FlexBox(self._play, self._step_btn, self._reset_btn, self._spinner,
+                              flex_wrap="wrap", align_items="center")
+        plots = [cell(self.deferred(self._views[k], height=320, sizing_mode="stretch_width"))
+                 for k in ("w", "v", "loss", "deg")]
+        return pn.Column(  # rows of two that wrap into one column on a narrow screen
+            flow(cell(controls, basis=380), cell(self._counter, basis=190, min_width=190),
+                 cell(self._prompt, basis=260)),
             self._alert,
-            pn.GridBox(*(self.deferred(self._views[k]) for k in ("w", "v", "loss", "deg")),
-                       ncols=2, sizing_mode="stretch_both", min_height=640),
-            pn.Row(self.deferred(self._views["where"]), pn.pane.Markdown(WHERE_TEXT, width=330),
-                   sizing_mode="stretch_width"),
+            flow(*plots[:2]),
+            flow(*plots[2:]),
+            flow(cell(self.deferred(self._views["where"], height=340,
+                                    sizing_mode="stretch_width"), basis=520),
+                 cell(pn.pane.Markdown(WHERE_TEXT), basis=300)),
             self._events,
-            sizing_mode="stretch_both",
+            sizing_mode="stretch_width",
         )

@@ -140,3 +140,19 @@ def probe(browser):
     p = PageProbe(browser)
     yield p
     p.close()
+
+
+@pytest.fixture
+def context(browser):
+    """(page, console errors, requests leaving 127.0.0.1) of a fresh browser context that
+    accepts downloads and may use the clipboard."""
+    ctx = browser.new_context(viewport={"width": 1500, "height": 1000}, accept_downloads=True,
+                              permissions=["clipboard-read", "clipboard-write"])
+    page = ctx.new_page()
+    errors, external = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: external.append(r.url) if not r.url.startswith(
+        ("http://127.0.0.1", "data:", "blob:")) else None)
+    yield page, errors, external
+    ctx.close()

@@ -15,20 +15,6 @@ pytestmark = pytest.mark.browser
 QUICK = "?page=escape&preset=quick&n_trajectories=30&max_steps=3000&n_sigma2=4"
 
 
-@pytest.fixture
-def context(browser):
-    ctx = browser.new_context(viewport={"width": 1500, "height": 1000}, accept_downloads=True,
-                              permissions=["clipboard-read", "clipboard-write"])
-    page = ctx.new_page()
-    errors, external = [], []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("request", lambda r: external.append(r.url) if not r.url.startswith(
-        ("http://127.0.0.1", "data:", "blob:")) else None)
-    yield page, errors, external
-    ctx.close()
-
-
 def test_downloads_and_copy_link(server, context):
     page, errors, external = context
     page.goto(server + QUICK)
