@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -202,8 +204,30 @@ def cmd_serve(args) -> int:
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
-    os.execvpe(cmd[0], cmd, env)
-    return 0  # pragma: no cover - exec does not return
+    if args.num_procs == 1:  # the server is this very process: signals reach it directly
+        os.execvpe(cmd[0], cmd, env)
+    return supervise(cmd, env)
+
+
+def supervise(cmd: list[str], env: dict) -> int:
+    """Run a multi-process server (``--num-procs N``) in a process group of its own and end
+    the whole group when this process is asked to stop (SIGTERM, SIGINT, SIGHUP) or when the
+    server's parent exits: Tornado's parent process only forks and waits, and a SIGTERM to it
+    (``docker stop``, a service manager, CI) left its N children serving. Returns the
+    server's exit status."""
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+
+    def stop_group(signum=signal.SIGTERM, frame=None):
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop_group)
+    code = proc.wait()
+    stop_group()  # children the parent left behind
+    return code
 
 
 def parser() -> argparse.ArgumentParser:
@@ -267,7 +291,8 @@ def parser() -> argparse.ArgumentParser:
                         "$SGD_ATLAS_ORIGINS, else localhost and 127.0.0.1 at PORT)")
     s.add_argument("--cache-bytes", type=float, metavar="N",
                    help="memory budget of the result cache in bytes (default 512 MiB)")
-    s.add_argument("--num-procs", type=int, default=1, help="server processes (default 1)")
+    s.add_argument("--num-procs", type=int, default=1,
+                   help="server processes (default 1); stopping sgd-atlas stops all of them")
     s.add_argument("--no-warm", dest="warm", action="store_false",
                    help="do not run the app once before accepting sessions")
     s.add_argument("--show", action="store_true", help="open a browser")

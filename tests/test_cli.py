@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 
 import numpy as np
 import pytest
@@ -117,3 +121,63 @@ def test_serve_defaults_to_this_host_only(monkeypatch):
     origins = [cmd[i + 1] for i, c in enumerate(cmd) if c == "--allow-websocket-origin"]
     assert origins == ["class.example.org:5006", "10.0.0.2:5006"]
     assert env["SGD_ATLAS_CACHE_DIR"] == "/tmp/c" and env["SGD_ATLAS_SCHEDULER"] == "tcp://h:8786"
+
+
+def _processes() -> dict[int, int]:
+    """``{pid: parent pid}`` of every live (not zombie) process (Linux /proc)."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                out[int(entry)] = int(fields[1])
+    return out
+
+
+def _descendants(pid: int) -> set[int]:
+    procs, out, todo = _processes(), set(), [pid]
+    while todo:
+        parent = todo.pop()
+        for child in (p for p, pp in procs.items() if pp == parent):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
+def test_stopping_a_multi_process_server_stops_every_process():
+    """``sgd-atlas serve --num-procs 2`` serves from two processes; a SIGTERM to sgd-atlas
+    (``docker stop``) ends all of them (before, Tornado's children outlived their parent)."""
+    from tests.load.loadtest import ROOT, _free_port
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()", "serve",
+                             "--num-procs", "2", "--port", str(port), "--no-disk-cache"],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    serving: set[int] = set()
+    try:
+        deadline = time.time() + 240
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, "the server did not start"
+                time.sleep(0.5)
+        time.sleep(2)
+        serving = _descendants(proc.pid)
+        assert len(serving) >= 2  # (at least) the two server processes
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        deadline = time.time() + 30
+        while serving & set(_processes()) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not serving & set(_processes()), "server processes outlived the SIGTERM"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in serving & set(_processes()):
+            os.kill(pid, signal.SIGKILL)
