@@ -97,7 +97,8 @@ def test_phases_page_zoom_recomputes_and_resets():
         page._on_reset_view(None)
         _wait(lambda: page._map_ds is not zoomed)
         assert page.state.log_lr_range == PhaseParams.param.log_lr_range.default
-        assert "Theory: phase" in page._verdict.object and "live trajectories" in page._verdict.object
+        _wait(lambda: "Theory: phase" in page._verdict.object)  # computed in the background
+        assert "live trajectories" in page._verdict.object
     finally:
         page.cleanup()
 
@@ -275,3 +276,40 @@ def test_pages_export_what_they_show_as_netcdf():
     finally:
         esc.cleanup()
         over.cleanup()
+
+
+def test_a_click_on_the_stability_map_computes_the_point_in_the_background(monkeypatch):
+    """Picking (w, v) never runs the Lyapunov estimate (16 × 4000 steps) or π on the server's
+    loop (here: the calling thread): they are one cached task of a background job, whose
+    result fills the text under the plots and the export (issue 16). The values equal the
+    engine's own functions at the point."""
+    import threading
+
+    from app.cache import configure
+    from engine import stability
+
+    configure()
+    page = StabilityPage(query={"resolution": "10", "pullback_points": "1000",
+                                "pullback_time": "1000", "sigma2": "1"})
+    threads, real = [], stability.attracting_map
+
+    def spy(*args, **kwargs):
+        threads.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stability, "attracting_map", spy)
+    try:
+        page._on_tap(x=0.7, y=1.1)
+        assert "computing" in page._point_md.object
+        _wait(lambda: page._point_ds is not None and "λ =" in page._point_md.object
+              and float(page._point_ds.w[0]) == pytest.approx(0.7))
+        assert threads and threading.get_ident() not in threads
+        ds = page.export_datasets()["point"]
+        pi = stability.attracting_probability(0.7, 1.1, 1.0)
+        lam, _ = stability.lyapunov(0.7, 1.1, 1.0, page.state.lr, n_steps=4000, n_replicas=16,
+                                    seed=page.state.seed)
+        assert float(ds.pi_small_lr[0, 0]) == pytest.approx(float(pi), abs=1e-6)
+        assert float(ds.lyapunov[0, 0]) == pytest.approx(float(lam), rel=1e-6)
+        assert f"π = {float(pi):.3f}" in page._point_md.object
+    finally:
+        page.cleanup()

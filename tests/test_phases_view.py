@@ -117,3 +117,39 @@ def test_marker_follows_the_clicked_cell_without_redrawing_the_map(page):
         assert page._map_ds is ds and page._map_pane.object is before
     finally:
         page.state.param.update(lr=0.5, mu=0.5)
+
+
+def test_a_click_simulates_the_cell_in_the_background(page, monkeypatch):
+    """A click on a cell never runs the engine on the server's event loop (here: the calling
+    thread): the simulation and Λ± of the cell are cached tasks of a background job; their
+    results, labelled by the values they were computed for, reach the plot, the verdict and
+    the page's export (issue 16)."""
+    import threading
+
+    from app import sweeps
+
+    threads = []  # (thread, task kinds) of every computation through the state's tasks
+    real = sweeps.run_tasks
+
+    def spy(tasks, *args, **kwargs):
+        threads.append((threading.get_ident(), [t[0] for t in tasks]))
+        return real(tasks, *args, **kwargs)
+
+    monkeypatch.setattr(sweeps, "run_tasks", spy)
+    ds = page._map_ds
+    x, y = float(np.log10(ds.lr.values[4])), float(ds.mu.values[3])
+
+    def title():
+        return str(page._sim_pane.object.opts.get().kwargs.get("title", ""))
+
+    try:
+        page._on_tap(x=x, y=y)
+        lr, mu = page.state.lr, page.state.mu
+        _wait(lambda: f"saddle SGD at η = {lr:.3g}, μ = {mu:.3f}," in title())
+        cell = [t for t, kinds in threads if "saddle_simulation" in kinds]
+        assert cell and threading.get_ident() not in cell
+        sim = page.export_datasets()["cell_simulation"]
+        assert (float(sim.attrs["lr"]), float(sim.attrs["mu"])) == (lr, mu)
+        assert "Theory: phase" in page._verdict.object and f"η = {lr:.3g}" in page._verdict.object
+    finally:
+        page.state.param.update(lr=0.5, mu=0.5)

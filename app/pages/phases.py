@@ -23,7 +23,7 @@ from engine import saddle
 from .. import sweeps
 from ..jobs import JobSlot, session_scheduler
 from ..state import LOG2_S, S_VALUES, PhaseParams, join_along
-from .base import Page
+from .base import Page, cell, flow
 
 SLUG = "phases"
 TITLE = "Phase diagrams (paper 002)"
@@ -87,7 +87,9 @@ class PhasesPage(Page):
         self._map_job = JobSlot(schedule)
         self._s_job = JobSlot(schedule)
         self._fig2_job = JobSlot(schedule)
+        self._sim_job = JobSlot(schedule)
         self._map_ds = self._s_ds = self._fig2_ds = None
+        self._cell: dict = {}  # the clicked cell's simulation and theory
         self._build()
         s = self.state
         s.param.watch(lambda *e: self._request_map(),
@@ -106,10 +108,11 @@ class PhasesPage(Page):
         return [(self.state, FIELDS + RANGES)]
 
     def export_datasets(self):
-        return {"lambda_mu": self._map_ds, "lambda_S": self._s_ds, "fig2_right": self._fig2_ds}
+        return {"lambda_mu": self._map_ds, "lambda_S": self._s_ds, "fig2_right": self._fig2_ds,
+                **self._cell}
 
     def cleanup(self) -> None:
-        for job in (self._map_job, self._s_job, self._fig2_job):
+        for job in (self._map_job, self._s_job, self._fig2_job, self._sim_job):
             job.close()
 
     # -- computations ------------------------------------------------------------------------
@@ -260,10 +263,18 @@ class PhasesPage(Page):
             title="Fig. 2 right: Λ of Π(I − ηĤ_t); dotted: Λ = 0")  # short: fits 440 px
 
     def _simulate(self):
-        s = self.state
-        sim = saddle.simulate_saddle(s.lr, s.mu, s.batch_size, s.n_data or None, n_runs=200,
-                                     n_steps=1000, seed=s.seed)
-        th = saddle.lyapunov_exponents(s.lr, s.mu, s.batch_size, s.n_data or None, s.seed)
+        """The clicked cell's simulation and theory: cached tasks in the background (a click
+        used to run them on the server's event loop, holding every other session)."""
+        tasks = self.state.cell_tasks()
+        self._sim_job.submit(
+            lambda ctx: sweeps.run_tasks(tasks, cancel=lambda: ctx.cancelled),
+            self._on_cell, self._on_error)
+
+    def _on_cell(self, results):
+        self._cell = dict(zip(("cell_simulation", "cell_theory"), results))
+        sim, th = results
+        # labelled by the values it was computed for (the state may have moved on since)
+        lr, mu, S = float(sim.attrs["lr"]), float(sim.attrs["mu"]), int(sim.attrs["batch_size"])
         steps = sim.step.values
         m0, h0 = 0.5, 1.5  # w = 1, u = 0.5
         show = slice(0, 12)
@@ -277,7 +288,7 @@ class PhasesPage(Page):
             paths.append(hv.Curve((x, yy), "step", "log |·|", label=name).opts(color=color, alpha=0.5))
         self._sim_pane.object = hv.Overlay(paths).opts(
             responsive=True, height=PLOT_HEIGHT, legend_position="top_left",
-            title=f"saddle SGD at η = {s.lr:.3g}, μ = {s.mu:.3f}, S = {s.batch_size}")
+            title=f"saddle SGD at η = {lr:.3g}, μ = {mu:.3f}, S = {S}")
         lines = []
         for label, emp, var in (("Λ− (w − u)", sim.exp_minus.values, "lyap_minus"),
                                 ("Λ+ (w + u)", sim.exp_plus.values, "lyap_plus")):
@@ -286,10 +297,10 @@ class PhasesPage(Page):
             lines.append(f"| {label} | {t:+.4f} ± {e:.1e} | {emp.mean():+.4f} ± "
                          f"{emp.std() / np.sqrt(emp.size):.1e} | {100 * shrink:.0f} % |")
         phase = str(th.phase.values[0, 0])
-        link = "?" + urlencode({"page": "trajectories", "lr": round(s.lr, 6), "batch_size": s.batch_size})
+        link = "?" + urlencode({"page": "trajectories", "lr": round(lr, 6), "batch_size": S})
         self._verdict.object = (
             f"**Theory: phase {phase}** — {MEANING[phase]}.  "
-            f"[▶ η = {s.lr:.3g}, S = {s.batch_size} in live trajectories]({link})\n\n"
+            f"[▶ η = {lr:.3g}, S = {S} in live trajectories]({link})\n\n"
             "| | theory | simulation (200 runs × 1000 steps) | runs that shrink |\n|---|---|---|---|\n"
             + "\n".join(lines))
 
@@ -331,20 +342,12 @@ class PhasesPage(Page):
     def __panel__(self):
         """Two rows of two columns (the map | the simulation and its table; the λ–S map | Fig. 2
         right) that wrap into one column when the page is narrower than two plots."""
-        def cell(*objects):
-            return pn.Column(*objects, sizing_mode="stretch_width", min_width=300,
-                             styles={"flex": "1 1 420px"})
-
-        def row(*cells):
-            return pn.FlexBox(*cells, flex_wrap="wrap", align_items="flex-start",
-                              sizing_mode="stretch_width")
-
         return pn.Column(
             pn.pane.Markdown(self.prompt_markdown, sizing_mode="stretch_width"),
             self._alert,
             pn.Row(self._bar, self._status),
-            row(cell(self.deferred(self._map_pane)),
-                cell(self.deferred(self._sim_pane), self._verdict)),
-            row(cell(self.deferred(self._s_pane)), cell(self.deferred(self._fig2_pane))),
+            flow(cell(self.deferred(self._map_pane)),
+                 cell(self.deferred(self._sim_pane), self._verdict)),
+            flow(cell(self.deferred(self._s_pane)), cell(self.deferred(self._fig2_pane))),
             sizing_mode="stretch_width",
         )

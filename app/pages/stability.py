@@ -149,28 +149,31 @@ class StabilityPage(Page):
         schedule = session_scheduler(pn.state.curdoc)
         self._map_job = JobSlot(schedule, self._on_map_progress)
         self._cloud_job = JobSlot(schedule, self._on_cloud_progress)
-        self._map_ds = None
-        self._cloud_ds = None
+        self._point_job = JobSlot(schedule)
+        self._map_ds = self._cloud_ds = self._point_ds = None
         self._build()
         s = self.state
         s.param.watch(lambda *e: self._request_map(), list(MAP_FIELDS))
         s.param.watch(lambda *e: self._request_cloud(), list(CLOUD_FIELDS))
         s.param.watch(lambda *e: self._redraw_map(), ["color_by"])
         s.param.watch(lambda *e: self._redraw_point(), ["w0", "v0", "sigma2", "lr"])
+        s.param.watch(lambda *e: self._request_point(), ["seed"])
         s.param.watch(lambda *e: self._redraw_cloud(), ["trapped_distance"])
         self._request_map()
         self._request_cloud()
+        self._request_point()
 
     # -- outside input -----------------------------------------------------------------------
     def targets(self):
         return [(self.state, FIELDS)]
 
     def export_datasets(self):
-        return {"stability_map": self._map_ds, "pullback_cloud": self._cloud_ds}
+        return {"stability_map": self._map_ds, "pullback_cloud": self._cloud_ds,
+                "point": self._point_ds}
 
     def cleanup(self) -> None:
-        self._map_job.close()
-        self._cloud_job.close()
+        for job in (self._map_job, self._cloud_job, self._point_job):
+            job.close()
 
     # -- computations ------------------------------------------------------------------------
     def _request_map(self) -> None:
@@ -252,8 +255,20 @@ class StabilityPage(Page):
                             min_height=330, xlim=(0, 2), ylim=(0, 2)))
 
     def _redraw_point(self):
+        """μ±(x) at once (a closed form); π, its finite-η version and λ at the point as a
+        cached task in the background (a click used to run them on the server's loop)."""
         self._mu_pane.object = self._mu_plot()
-        self._point_md.object = self._point_text()
+        self._request_point()
+
+    def _request_point(self):
+        self._point_md.object = self._point_text(None)
+        task = self.state.point_task()
+        self._point_job.submit(lambda ctx: sweeps.run_tasks([task], cancel=lambda: ctx.cancelled)[0],
+                               self._on_point, self._on_error)
+
+    def _on_point(self, ds):
+        self._point_ds = ds
+        self._point_md.object = self._point_text(ds)
 
     def _cloud_plot(self, ds):
         """Datashaded clouds (10⁵ points each) with Θ* and the diagonal (paper 000 Fig. 4), and
@@ -333,20 +348,24 @@ class StabilityPage(Page):
             multi_y=True, title=f"μ±(x; w = {s.w0:.2f}, v = {s.v0:.2f}), σ² = {s.sigma2:g}",
             responsive=True, min_height=330, legend_position="bottom_right", show_grid=True)
 
-    def _point_text(self) -> str:
+    def _point_text(self, ds) -> str:
+        """The point's π, finite-η π and λ from ``ds`` (:meth:`StabilityParams.point_task`),
+        or "computing…" while it is computed."""
         s = self.state
-        p_small = stability.attracting_probability(s.w0, s.v0, s.sigma2)
-        p_eta = stability.attracting_probability(s.w0, s.v0, s.sigma2, s.lr)
-        lam, se = stability.lyapunov(s.w0, s.v0, s.sigma2, s.lr, n_steps=4000, n_replicas=16,
-                                     seed=s.seed)
         link = "?" + urlencode({"page": "trajectories", "sigma2": s.sigma2, "lr": s.lr,
                                 "start": "point", "w0": round(s.w0, 4), "v0": round(s.v0, 4),
                                 "spread": 0.05, "steps_per_frame": 500})
-        lam_txt = (f"{float(lam):.2e} ± {1.96 * float(se):.1e} (95 % CI, per step)"
-                   if np.isfinite(lam) else "diverges (|1 + ημ| too large)")
-        return (f"**(w, v) = ({s.w0:.3f}, {s.v0:.3f})** — π = {float(p_small):.3f}; "
-                f"P[|1 + ημ±| < 1] = {float(p_eta):.3f} at η = {s.lr:g}; "
-                f"λ = {lam_txt}.  \n"
+        if ds is None:
+            values = "π, P[|1 + ημ±| < 1] and λ: computing…"
+        else:
+            at = dict(w=0, v=0)
+            p_small, p_eta = (float(ds[k].isel(at)) for k in ("pi_small_lr", "pi_finite_lr"))
+            lam, se = float(ds.lyapunov.isel(at)), float(ds.lyapunov_se.isel(at))
+            lam_txt = (f"{lam:.2e} ± {1.96 * se:.1e} (95 % CI, per step)"
+                       if np.isfinite(lam) else "diverges (|1 + ημ| too large)")
+            values = (f"π = {p_small:.3f}; P[|1 + ημ±| < 1] = {p_eta:.3f} at η = {s.lr:g}; "
+                      f"λ = {lam_txt}")
+        return (f"**(w, v) = ({s.w0:.3f}, {s.v0:.3f})** — {values}.  \n"
                 f"[▶ Open in live trajectories, starting near this point]({link})")
 
     def _on_tap(self, x=None, y=None):
@@ -362,7 +381,7 @@ class StabilityPage(Page):
         self._cloud_pane = pn.pane.HoloViews(self._cloud_plot(None), sizing_mode="stretch_width",
                                              min_height=420)
         self._mu_pane = pn.pane.HoloViews(self._mu_plot(), sizing_mode="stretch_both", min_height=330)
-        self._point_md = pn.pane.Markdown(self._point_text())
+        self._point_md = pn.pane.Markdown(self._point_text(None))
         self._map_progress = pn.indicators.Progress(value=-1, max=100, width=200, visible=True)
         self._map_status = pn.pane.Markdown("")
         self._cloud_progress = pn.indicators.Progress(value=0, max=100, width=300)
