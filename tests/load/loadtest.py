@@ -154,25 +154,29 @@ def _find(doc, predicate):
 
 
 class Student:
-    """One protocol-level session of the trajectories page.
+    """One protocol-level session of the trajectories page (or of another ``page``, opened
+    with ``arguments``: then there is no η slider to move).
 
     The session's IOLoop runs in its own thread for the session's whole life (bokeh.client's
     loop must not be stopped in the middle of a message: a restarted loop would read the
     socket twice and lose the framing); moves are handed to it with ``add_callback`` and
     answered through a document change callback."""
 
-    def __init__(self, base: str, seed: int):
+    def __init__(self, base: str, seed: int, page: str = "trajectories",
+                 arguments: dict | None = None):
         import panel.models  # noqa: F401  (the document's model types must be known here too)
         from bokeh.client import pull_session
         from tornado.ioloop import IOLoop
 
         self.loop = IOLoop()
+        self.page = page
         self.session = pull_session(url=f"{base}/app", io_loop=self.loop,
-                                    arguments={"page": "trajectories", "seed": str(seed)})
+                                    arguments={"page": page, "seed": str(seed),
+                                               **(arguments or {})})
         doc = self.session.document
         self.slider = _find(doc, lambda m: type(m).__name__ == "Slider"
                             and "atlas-lr" in list(m.css_classes))
-        if self.slider is None:
+        if self.slider is None and page == "trajectories":
             raise RuntimeError("no η slider in the document")
         self._expected: str | None = None
         self._arrived = threading.Event()
@@ -204,7 +208,8 @@ class Student:
         while time.perf_counter() < deadline:
             doc = self.session.document
             loc = _find(doc, lambda m: type(m).__name__ == "Location")
-            if loc is not None and "n_trajectories=" in str(loc.search) and not waiting_frames(doc):
+            marker = "n_trajectories=" if self.page == "trajectories" else "page="
+            if loc is not None and marker in str(loc.search) and not waiting_frames(doc):
                 break  # the on-load callback has written the whole state into the URL, and
                 # every plot is drawn (none is left waiting in its frame)
             time.sleep(0.1)
