@@ -63,6 +63,7 @@ def join_along(datasets: list[xr.Dataset], dim: str) -> xr.Dataset:
     return xr.concat(parts, dim=dim, data_vars="all", coords="different", compat="equals",
                      join="outer", combine_attrs="drop_conflicts").sortby(dim)
 
+
 def tidy(value, step=None, digits: int = 4):
     """``value`` rounded to the precision its control offers: the decimals of ``step``, and
     never fewer than ``digits`` significant digits (so η = 0.00012 survives a step of
@@ -144,13 +145,13 @@ class EnsembleParams(ModelParams):
         doc="Where the trajectories start: spread over the box [−1, 1]⁴ (paper 000 Fig. 4), or "
             "close to one point of the degenerate subspace M_wv (w1 = w2, v1 = v2).")
     w0 = Number(0.5, bounds=(-5.0, 5.0), softbounds=(-2.0, 2.0), step=0.01, label="w0",
-                      doc="w1 = w2 of the starting point on M_wv (with 'near a point').")
+                doc="w1 = w2 of the starting point on M_wv (with 'near a point').")
     v0 = Number(0.5, bounds=(-5.0, 5.0), softbounds=(-2.0, 2.0), step=0.01, label="v0",
-                      doc="v1 = v2 of the starting point on M_wv (with 'near a point').")
+                doc="v1 = v2 of the starting point on M_wv (with 'near a point').")
     spread = Number(0.05, bounds=(0.0, 1.0), softbounds=(0.0, 0.5), step=0.005,
-                          label="spread",
-                          doc="Half-width of the uniform perturbation of each coordinate around "
-                              "the starting point; 0 starts exactly on M_wv, where SGD stays.")
+                    label="spread",
+                    doc="Half-width of the uniform perturbation of each coordinate around "
+                        "the starting point; 0 starts exactly on M_wv, where SGD stays.")
 
     def tasks(self, n_steps: int = 10_000, n_records: int = 200) -> list[Task]:
         """The whole ensemble run for ``n_steps`` (the command line's trajectories dataset)."""
@@ -401,9 +402,9 @@ class StabilityParams(InputParams):
 
     sigma2 = Number(default=1.0)
     w0 = Number(0.5, bounds=(0.0, 2.0), step=0.01, label="w (on M_wv)",
-                      doc="w = w1 = w2 of the point whose μ±(x) are plotted; click the map to pick.")
+                doc="w = w1 = w2 of the point whose μ±(x) are plotted; click the map to pick.")
     v0 = Number(0.5, bounds=(0.0, 2.0), step=0.01, label="v (on M_wv)",
-                      doc="v = v1 = v2 of the point whose μ±(x) are plotted; click the map to pick.")
+                doc="v = v1 = v2 of the point whose μ±(x) are plotted; click the map to pick.")
     color_by = param.Selector(
         default="pi_small_lr",
         objects={"π = P[μ+ ≤ 0] (small η)": "pi_small_lr",
@@ -466,7 +467,7 @@ class EscapeParams(param.Parameterized):
     """The escape-time page (paper 000 §4.2, Fig. 5)."""
 
     lr = Number(0.1, bounds=(1e-4, 1.0), softbounds=(0.01, 0.5), step=0.01,
-                      label="η (learning rate)", doc="Learning rate of the 2-D map on M_wv (Fig. 5: 0.1).")
+                label="η (learning rate)", doc="Learning rate of the 2-D map on M_wv (Fig. 5: 0.1).")
     batch_size = param.Integer(1, bounds=(1, 64), softbounds=(1, 16), label="S (batch size)",
                                doc="Samples averaged per step (Fig. 5: online, S = 1).")
     n_trajectories = param.Integer(1000, bounds=(10, 5000), softbounds=(10, 2000), step=10,
@@ -504,7 +505,7 @@ class PowerLawParams(param.Parameterized):
     """
 
     fp_lr = Number(0.1, bounds=(1e-3, 1.0), softbounds=(0.01, 0.5), step=0.01,
-                         label="η (first passage)", doc="Learning rate of SGD (Fig. 3b: 0.1).")
+                   label="η (first passage)", doc="Learning rate of SGD (Fig. 3b: 0.1).")
     fp_batch_size = param.Integer(1, bounds=(1, 64), softbounds=(1, 16), label="B (first passage)",
                                   doc="Mini-batch size B (Fig. 3b: 1).")
     # instantiate=True: each session gets its own list (param shares a list default otherwise)
@@ -516,7 +517,7 @@ class PowerLawParams(param.Parameterized):
     fp_runs = param.Integer(100, bounds=(10, 500), softbounds=(10, 500), step=10,
                             label="runs per curve", doc="Independent SGD runs from θ* (paper: 100).")
     fp_c_max = Number(2.0, bounds=(1.2, 4.0), step=0.1, label="largest c",
-                            doc="Thresholds c = L/L* from 1.1 to this, log-spaced (12 values).")
+                      doc="Thresholds c = L/L* from 1.1 to this, log-spaced (12 values).")
     fp_max_steps = param.Selector(default=1_000_000, objects={"10⁴": 10_000, "10⁵": 100_000,
                                                               "10⁶": 1_000_000},
                                   label="step cap", doc="Runs not past c by then are censored.")
@@ -590,14 +591,14 @@ class OverfitParams(param.Parameterized):
     the released code's step 0.01 on mean((f − y)²) is η = 0.02 here."""
 
     label_noise = Number(0.2, bounds=(0.0, 2.0), softbounds=(0.0, 1.0), step=0.01,
-                               label="τ (label noise)",
-                               doc="Std of the label noise ξ_i ~ N(0, τ²) of the fixed dataset.")
+                         label="τ (label noise)",
+                         doc="Std of the label noise ξ_i ~ N(0, τ²) of the fixed dataset.")
     n_data = param.Integer(100, bounds=(5, 2000), softbounds=(10, 1000), step=5, label="n (data points)",
                            doc="Size of the training set (Fig. 3: 100).")
     lr = Number(0.02, bounds=(1e-4, 10.0), softbounds=(0.001, 0.5), step=0.001,
-                      label="η (learning rate)",
-                      doc="GD step on L = (1/2n) Σ (f − y)² (the released code's 0.01 on "
-                          "mean (f − y)² is 0.02 here).")
+                label="η (learning rate)",
+                doc="GD step on L = (1/2n) Σ (f − y)² (the released code's 0.01 on "
+                    "mean (f − y)² is 0.02 here).")
     n_steps = param.Selector(default=2_000_000, objects={"2·10⁴": 20_000, "2·10⁵": 200_000,
                                                          "2·10⁶": 2_000_000, "10⁷": 10_000_000},
                              label="GD steps", doc="Fig. 3 runs to 2·10⁶.")
@@ -686,7 +687,7 @@ class PhaseParams(param.Parameterized):
     seed = param.Integer(0, bounds=(0, 2**31 - 1), softbounds=(0, 100), label="seed",
                          doc="Seeds the finite dataset and the Monte Carlo batches.")
     mu_for_s = Number(0.06, bounds=(0.0, 1.0), step=0.01, label="μ (λ–S map)",
-                            doc="Signal fraction of the labels for the λ–S map (Fig. 9 right: 0.06).")
+                      doc="Signal fraction of the labels for the λ–S map (Fig. 9 right: 0.06).")
     resolution = param.Integer(128, bounds=(16, 256), softbounds=(32, 256), label="map resolution",
                                doc="Grid points per axis of the λ–μ map.")
     log_lr_range = param.Range((-2.0, 1.0), bounds=(-4.0, 2.0), label="log₁₀ η range",
@@ -694,9 +695,9 @@ class PhaseParams(param.Parameterized):
     mu_range = param.Range((0.0, 1.0), bounds=(0.0, 1.0), label="μ range",
                            doc="The μ axis of the λ–μ map; box-zoom sets it.")
     lr = Number(0.5, bounds=(1e-4, 100.0), label="η (clicked)",
-                      doc="η of the cell whose saddle SGD is simulated.")
+                doc="η of the cell whose saddle SGD is simulated.")
     mu = Number(0.5, bounds=(0.0, 1.0), label="μ (clicked)",
-                      doc="μ of the cell whose saddle SGD is simulated.")
+                doc="μ of the cell whose saddle SGD is simulated.")
 
     def grid(self) -> tuple[np.ndarray, np.ndarray]:
         """Cell centres: η log-spaced over ``log_lr_range``, μ linear over ``mu_range``."""

@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.load.loadtest import Server, Student, cpu_seconds  # noqa: E402
+from tests.load.loadtest import Server, Student, cpu_seconds
 
 #: each page opened as a class would: its defaults, with the cheap numerics of its presets
 PAGES = {

@@ -46,7 +46,7 @@ def use_scroll_friendly_plots() -> None:
     ``hooks`` run after a plot is built or updated. Set here as the default options of every
     element and container type, they apply wherever a plot does not set its own."""
     import holoviews as hv
-    import holoviews.plotting.bokeh  # noqa: F401  (registers the Bokeh plot classes)
+    import holoviews.plotting.bokeh  # (registers the Bokeh plot classes)
     from holoviews.core.options import Store
 
     if _hook in Store.lookup_options("bokeh", hv.Curve([]), "plot").kwargs.get("hooks", []):

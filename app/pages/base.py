@@ -354,7 +354,8 @@ class Page(pn.viewable.Viewer):
                     locked.append(owner.param[n].label or n)
         if locked:  # a greyed-out control says why
             self.lock_note.object = ("🔒 **Fixed by your teacher's link:** "
-                                     + ", ".join(html.escape(t) for t in locked) + ".")
+                                     + ", ".join(html.escape(t) for t in dict.fromkeys(locked))
+                                     + ".")
             self.lock_note.visible = True
         for name in names("hide"):
             items = [w for n in controls(name) for _, w in widgets[n]]

@@ -142,6 +142,19 @@ def probe(browser):
     p.close()
 
 
+def recompute_sampled(page, probe_js: str, change, done_id: str) -> list[dict]:
+    """Samples of ``probe_js`` (a JS function returning a dict) every 20 ms from just before
+    ``change(page)`` until the recomputation it starts has finished (``#done_id`` detached,
+    then back) and the results are at full opacity again."""
+    page.evaluate(f"() => {{ window.__samples = []; window.__sampler = setInterval("
+                  f"() => window.__samples.push(({probe_js})()), 20); }}")
+    change(page)
+    page.wait_for_selector(f"#{done_id}", state="detached", timeout=30_000)  # the new run …
+    page.wait_for_selector(f"#{done_id}", timeout=120_000)  # … has finished
+    page.wait_for_function(f"() => ({probe_js})().opacity === 1", timeout=30_000)
+    return page.evaluate("() => { clearInterval(window.__sampler); return window.__samples; }")
+
+
 @pytest.fixture
 def context(browser):
     """(page, console errors, requests leaving 127.0.0.1) of a fresh browser context that

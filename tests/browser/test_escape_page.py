@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from .conftest import recompute_sampled
+
 pytestmark = pytest.mark.browser
 
 #: the σ² points drawn now (visible glyphs of live plot views), and the opacity of the Fig. 5
@@ -84,16 +86,13 @@ def test_a_recomputed_curve_keeps_the_previous_points_dimmed(server, probe):
     probe.wait_drawn()
     page.wait_for_function(f"() => ({FIG5})().points > 0", timeout=30_000)
     assert page.evaluate(FIG5)["opacity"] == 1
-    page.evaluate(f"() => {{ window.__samples = []; window.__sampler = setInterval("
-                  f"() => window.__samples.push(({FIG5})()), 20); }}")
-    box = page.locator(".atlas-seed input").first
-    box.fill("6")
-    box.press("Enter")
-    page.wait_for_function("() => location.search.includes('seed=6')", timeout=30_000)
-    page.wait_for_selector("#escape-done", state="detached", timeout=30_000)
-    page.wait_for_selector("#escape-done", timeout=120_000)
-    page.wait_for_function(f"() => ({FIG5})().opacity === 1", timeout=30_000)
-    samples = page.evaluate("() => { clearInterval(window.__sampler); return window.__samples; }")
+    def change_seed(page):
+        box = page.locator(".atlas-seed input").first
+        box.fill("6")
+        box.press("Enter")
+        page.wait_for_function("() => location.search.includes('seed=6')", timeout=30_000)
+
+    samples = recompute_sampled(page, FIG5, change_seed, "escape-done")
     assert any(s["opacity"] < 1 for s in samples), "the plots were never dimmed"
     assert min(s["points"] for s in samples) > 0  # the old points stayed until replaced
     assert samples[-1]["opacity"] == 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from .conftest import recompute_sampled
+
 pytestmark = pytest.mark.browser
 
 CURVE_SUM = """() => { let s = 0; for (const doc of Bokeh.documents) for (const m of doc.all_models)
@@ -60,17 +62,15 @@ def test_recomputing_keeps_the_previous_curves_dimmed(server, probe):
     probe.wait_drawn()
     page.wait_for_function(f"() => ({RESULTS})().points > 0", timeout=30_000)
     assert page.evaluate(RESULTS)["opacity"] == 1
-    # sample the plots every 20 ms from the moment τ is sent
-    page.evaluate(f"() => {{ window.__samples = []; window.__sampler = setInterval("
-                  f"() => window.__samples.push(({RESULTS})()), 20); }}")
-    box = page.locator(".atlas-label_noise input").first
-    box.fill("0.55")
-    box.press("Enter")
-    page.wait_for_function("() => location.search.includes('label_noise=0.55')", timeout=30_000)
-    page.wait_for_selector("#overfit-done", state="detached", timeout=30_000)  # the new run …
-    page.wait_for_selector("#overfit-done", timeout=120_000)  # … has finished
-    page.wait_for_function(f"() => ({RESULTS})().opacity === 1", timeout=30_000)
-    samples = page.evaluate("() => { clearInterval(window.__sampler); return window.__samples; }")
+    def change_tau(page):
+        box = page.locator(".atlas-label_noise input").first
+        box.fill("0.55")
+        box.press("Enter")
+        page.wait_for_function("() => location.search.includes('label_noise=0.55')",
+                               timeout=30_000)
+
+    # the plots sampled every 20 ms from the moment τ is sent until the new run is shown
+    samples = recompute_sampled(page, RESULTS, change_tau, "overfit-done")
     dimmed = [s for s in samples if s["opacity"] < 1]
     assert dimmed, "the plots were never dimmed while recomputing"
     assert all(s["opacity"] == pytest.approx(0.4) for s in dimmed)
