@@ -26,7 +26,7 @@ from engine import fa, stability
 from .. import sweeps
 from ..jobs import JobSlot, session_scheduler
 from ..state import StabilityParams
-from .base import Page
+from .base import Page, cell, flow
 
 SLUG = "stability"
 TITLE = "Stability maps & pullback attractors"
@@ -385,10 +385,10 @@ class StabilityPage(Page):
         self._map_progress = pn.indicators.Progress(value=-1, max=100, width=200, visible=True)
         self._map_status = pn.pane.Markdown("")
         self._cloud_progress = pn.indicators.Progress(value=0, max=100, width=300)
-        self._cloud_status = pn.pane.Markdown("")
+        self._cloud_status = pn.pane.Markdown("", styles={"flex": "0 1 200px"})
         self._cancel_btn = pn.widgets.Button(name="Cancel", button_type="warning", width=90)
         self._cancel_btn.on_click(self._on_cancel)
-        self._trapped = pn.pane.HTML("")
+        self._trapped = pn.pane.HTML("", styles={"flex": "1 1 300px"})
         self._alert = pn.pane.Alert("", alert_type="warning", visible=False)
         self._preset_select = self.preset_selector(self._on_preset)
         slider = {"type": pn.widgets.EditableFloatSlider, "throttled": True}
@@ -415,15 +415,18 @@ class StabilityPage(Page):
                          sizing_mode="stretch_width")
 
     def __panel__(self):
-        return pn.Column(
+        def plot(pane, height):
+            return cell(self.deferred(pane, height=height, sizing_mode="stretch_width"))
+
+        return pn.Column(  # rows that wrap into one column on a narrow screen
             pn.pane.Markdown(self.prompt_markdown, sizing_mode="stretch_width"),
             self._alert,
             pn.Row(self._map_progress, self._map_status),
-            pn.Row(self.deferred(self._mu_pane), self.deferred(self._map_pane),
-                   sizing_mode="stretch_width", min_height=340),
+            flow(plot(self._mu_pane, 340), plot(self._map_pane, 340)),
             self._point_md,
             pn.pane.Markdown(EXPLAIN, styles={"color": "#555"}),
-            pn.Row(self._cloud_progress, self._cancel_btn, self._cloud_status, self._trapped),
-            self.deferred(self._cloud_pane),
-            sizing_mode="stretch_both",
+            pn.FlexBox(self._cloud_progress, self._cancel_btn, self._cloud_status, self._trapped,
+                       align_items="center", sizing_mode="stretch_width"),
+            self.deferred(self._cloud_pane, height=440, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
         )
