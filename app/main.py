@@ -2,8 +2,8 @@
 
 The page is chosen by ``?page=<slug>``; every other query parameter belongs to the page, which
 validates it (see :mod:`app.urlstate`) before binding its state to the URL — except a teacher's
-``lock=`` and ``hide=`` (see :meth:`app.pages.base.Page.apply_teacher`), which stay in the URL
-untouched so a shared link keeps them.
+``lock=`` and ``hide=`` (see :meth:`app.pages.teacher.TeacherLinks.apply_teacher`), which stay
+in the URL untouched so a shared link keeps them.
 """
 
 from __future__ import annotations
@@ -11,13 +11,10 @@ from __future__ import annotations
 import holoviews as hv
 import panel as pn
 
-from panel.io.resources import CDN_DIST, get_dist_path
-
-from app.compat import on_browser_gone
+from app.compat import on_browser_gone, release_js_links, set_local_dist_url, settle_markup
 from app.figures import use_scroll_friendly_plots
 from app.jobs import freeze_startup_objects, quiet_closed_sockets
 from app.pages import DEFAULT_PAGE, PAGES
-from app.pages.base import release_js_links, settle_markup
 from engine.warmup import compile_all
 
 hv.extension("bokeh", logo=False)
@@ -83,23 +80,11 @@ def build() -> pn.template.BootstrapTemplate:
     return template
 
 
-def local_resources(doc) -> None:
-    """Point the session's stylesheets at this server before any model is made.
-
-    Panel sets ``dist_url`` only when it writes the page's HTML, and models made before that
-    resolve their CSS to the HoloViz CDN (patched at HTML time). A session that Bokeh recreates
-    for a websocket whose first document was discarded (a busy server: many students opening
-    the page at once) never has its HTML written — its CSS then came from the CDN, which an
-    offline classroom cannot reach."""
-    if doc is not None and get_dist_path() != CDN_DIST:
-        doc._template_variables.setdefault("dist_url", get_dist_path(cdn=False))
-
-
 compile_all()  # once per process (numba's disk cache makes it quick after the first start)
 freeze_startup_objects()  # once per process, before the first page is built
 quiet_closed_sockets()
 _doc = pn.state.curdoc
-local_resources(_doc)
+set_local_dist_url(_doc)  # before any model is made: an offline classroom has no CDN
 if _doc is not None and _doc.session_context is not None:
     # one reference recomputation for the whole page instead of one per linked model
     with _doc.models.freeze():

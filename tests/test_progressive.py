@@ -14,7 +14,7 @@ import pytest
 import xarray as xr
 
 from app.cache import configure
-from app.pages.base import ProgressiveJob
+from app.pages.progress import ProgressiveJob
 
 
 @pytest.fixture(autouse=True)

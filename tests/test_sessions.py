@@ -86,70 +86,6 @@ def test_closing_a_tab_stops_its_computation():
     assert len(calls) == n_calls  # nothing after close
 
 
-def test_leaving_a_page_stops_its_work_within_a_second(caplog):
-    """A browser leaves a page that is computing a long pullback cloud (issue 15: after
-    ``?page=stability&seed=21&pullback_time=30000`` and a click on another page a core stayed
-    busy ~20 s, and the log showed six ``AttributeError: '_change_callbacks'`` tracebacks
-    from app/jobs.py). Served with Bokeh's default session lifetime (15 s), so only the
-    page's own watch can explain it: its jobs are closed within a second of the websocket
-    closing, the engine stops at its next check (the process falls idle), and nothing is
-    logged as an error."""
-    import logging
-    from concurrent.futures import ThreadPoolExecutor
-
-    with caplog.at_level(logging.ERROR), ThreadPoolExecutor(1) as pool:
-        pool.submit(_leave_a_computing_page).result()
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
-
-
-def _threads_in(path: str) -> list[str]:
-    """Names of the threads of this process running code of ``path`` (repo-relative)."""
-    import sys
-
-    names = {t.ident: t.name for t in threading.enumerate()}
-    out = []
-    for ident, frame in sys._current_frames().items():
-        while frame is not None:
-            if frame.f_code.co_filename.endswith(path):
-                out.append(names.get(ident, str(ident)))
-                break
-            frame = frame.f_back
-    return out
-
-
-def _leave_a_computing_page():
-    import gc
-
-    import panel.models  # noqa: F401  (the document's model types must be known here)
-    from bokeh.client import pull_session
-
-    from app.pages.stability import StabilityPage
-
-    with _served_app(session_lifetime_ms=15_000) as base:
-        client = pull_session(url=f"{base}/app", arguments={
-            "page": "stability", "seed": "21", "pullback_time": "30000"})
-        try:
-            def page():
-                gc.collect()
-                found = [o for o in gc.get_objects() if isinstance(o, StabilityPage)
-                         and o.state.seed == 21 and not o._cloud_job._closed]
-                return found[0] if found else None
-
-            _wait(lambda: page() is not None and page()._cloud_job.running, timeout=60)
-            served = page()
-            time.sleep(1.0)  # the cloud is being computed (10⁵ paths × 3·10⁴ steps: minutes)
-            assert served._cloud_job.running and served._cloud_ds is None
-            assert _threads_in("engine/pullback.py")  # (what is checked below can fail)
-        finally:
-            client.close()
-        left = time.time()
-        _wait(lambda: served._cloud_job._closed and served._map_job._closed, timeout=10)
-        assert time.time() - left < 1.0
-        # the engine stops at its next check (chunks of 2,000 steps, 0.25 s on an idle
-        # machine; the bound leaves room for a loaded one): no thread computes the cloud
-        _wait(lambda: not _threads_in("engine/pullback.py"), timeout=3)
-
-
 def test_identical_requests_from_many_sessions_compute_once():
     """Eight sessions open the same escape-page link at once: each σ² point is computed once."""
     from app.pages.escape import EscapePage
@@ -226,7 +162,7 @@ def test_closed_sessions_are_freed():
     Regression: Panel's process-wide JS-link registry (a ``WeakKeyDictionary`` whose values
     reach their own keys through an editable slider) kept every closed session alive — page,
     state, plots and Bokeh document; three waves of 30 students grew the server by 129 MiB
-    (see :func:`app.pages.base.release_js_links`)."""
+    (see :func:`app.compat.release_js_links`)."""
     # in its own thread: bokeh.client runs event loops, and Playwright (browser tests in the
     # same process) keeps one running in the main thread
     from concurrent.futures import ThreadPoolExecutor
@@ -406,7 +342,7 @@ def test_updating_text_after_the_session_build_recomputes_nothing():
     whole document (50–65 ms on the live page: a student's first slider move, times 30
     students at once, stalled the server's event loop for 1.5 s).
 
-    Without :func:`app.pages.base.settle_markup` the first update of every pane swaps its
+    Without :func:`app.compat.settle_markup` the first update of every pane swaps its
     stylesheet models (Panel resolves a design's stylesheets differently when it renders a
     pane in a template and when it updates it).
 
@@ -420,7 +356,7 @@ def test_updating_text_after_the_session_build_recomputes_nothing():
     from panel.pane.markup import HTMLBasePane
 
     from app.pages import PAGES
-    from app.pages.base import _template_objects, settle_markup
+    from app.compat import _template_objects, settle_markup
 
     doc = Document()
     with set_curdoc(doc):
@@ -455,3 +391,73 @@ def test_updating_text_after_the_session_build_recomputes_nothing():
             assert recomputed == []
         finally:
             page.cleanup()
+
+
+def test_leaving_a_page_stops_its_work_within_a_second(caplog):
+    """(Last in this file: the bokeh.client session it leaves behind in this process made
+    :func:`test_closed_sessions_are_freed` count one document too many when it ran before.)
+
+    A browser leaves a page that is computing a long pullback cloud (issue 15: after
+    ``?page=stability&seed=21&pullback_time=30000`` and a click on another page a core stayed
+    busy ~20 s, and the log showed six ``AttributeError: '_change_callbacks'`` tracebacks
+    from app/jobs.py). Served with a session lifetime of 3 s (Bokeh's default is 15 s), so
+    only the page's own watch can explain it: its jobs are closed within a second of the websocket
+    closing, the engine stops at its next check (the process falls idle), and nothing is
+    logged as an error."""
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
+
+    with caplog.at_level(logging.ERROR), ThreadPoolExecutor(1) as pool:
+        pool.submit(_leave_a_computing_page).result()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def _threads_in(path: str) -> list[str]:
+    """Names of the threads of this process running code of ``path`` (repo-relative)."""
+    import sys
+
+    names = {t.ident: t.name for t in threading.enumerate()}
+    out = []
+    for ident, frame in sys._current_frames().items():
+        while frame is not None:
+            if frame.f_code.co_filename.endswith(path):
+                out.append(names.get(ident, str(ident)))
+                break
+            frame = frame.f_back
+    return out
+
+
+def _leave_a_computing_page():
+    import gc
+
+    import panel.models  # noqa: F401  (the document's model types must be known here)
+    from bokeh.client import pull_session
+
+    from app.pages.stability import StabilityPage
+
+    # Bokeh discards an unused session 3 s after its websocket closed at the earliest: only the
+    # page's own watch can stop the work within a second
+    with _served_app(session_lifetime_ms=3_000) as base:
+        client = pull_session(url=f"{base}/app", arguments={
+            "page": "stability", "seed": "21", "pullback_time": "30000"})
+        try:
+            def page():
+                gc.collect()
+                found = [o for o in gc.get_objects() if isinstance(o, StabilityPage)
+                         and o.state.seed == 21 and not o._cloud_job._closed]
+                return found[0] if found else None
+
+            _wait(lambda: page() is not None and page()._cloud_job.running, timeout=60)
+            served = page()
+            time.sleep(1.0)  # the cloud is being computed (10⁵ paths × 3·10⁴ steps: minutes)
+            assert served._cloud_job.running and served._cloud_ds is None
+            assert _threads_in("engine/pullback.py")  # (what is checked below can fail)
+        finally:
+            client.close()
+        left = time.time()
+        _wait(lambda: served._cloud_job._closed and served._map_job._closed, timeout=10)
+        assert time.time() - left < 1.0
+        # the engine stops at its next check (chunks of 2,000 steps, 0.25 s on an idle
+        # machine; the bound leaves room for a loaded one): no thread computes the cloud
+        _wait(lambda: not _threads_in("engine/pullback.py"), timeout=3)
+        time.sleep(4.0)  # let Bokeh discard the session, as a served app would, before it stops

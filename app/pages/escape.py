@@ -21,7 +21,8 @@ import xarray as xr
 from engine import linreg
 
 from ..state import EscapeParams, PowerLawParams
-from .base import Page, ProgressiveJob
+from .base import Page
+from .progress import ProgressiveJob
 
 SLUG = "escape"
 FIELDS = ("lr", "batch_size", "n_trajectories", "max_steps", "n_sigma2", "seed")

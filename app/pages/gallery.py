@@ -1,6 +1,6 @@
 """The presets gallery: the papers' figures and lesson prompts of ``assets/presets.yaml``, each
 opening the right page with the right parameters — and the same link for a class, with the
-advanced controls hidden (see :meth:`app.pages.base.Page.apply_teacher`)."""
+advanced controls hidden (see :meth:`app.pages.teacher.TeacherLinks.apply_teacher`)."""
 
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ import param
 from engine import overfit
 
 from ..state import OverfitParams
-from .base import Page, ProgressiveJob
+from .base import Page
+from .progress import ProgressiveJob
 
 SLUG = "overfit"
 STAGE_COLORS = {1: "#9e9e9e", 2: "#8fd18f", 3: "#f3a6a6"}
