@@ -142,6 +142,16 @@ def probe(browser):
     p.close()
 
 
+def enter_value(page, parameter: str, value: str) -> None:
+    """Type ``value`` into the number box of ``parameter``'s widget (CSS class
+    ``atlas-<parameter>``), press Enter, and wait until the URL carries it."""
+    box = page.locator(f".atlas-{parameter} input").first
+    box.fill(value)
+    box.press("Enter")
+    page.wait_for_function(f"() => location.search.includes('{parameter}={value}')",
+                           timeout=30_000)
+
+
 def recompute_sampled(page, probe_js: str, change, done_id: str) -> list[dict]:
     """Samples of ``probe_js`` (a JS function returning a dict) every 20 ms from just before
     ``change(page)`` until the recomputation it starts has finished (``#done_id`` detached,

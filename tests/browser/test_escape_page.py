@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from .conftest import recompute_sampled
+from .conftest import enter_value, recompute_sampled
 
 pytestmark = pytest.mark.browser
 
@@ -86,13 +86,7 @@ def test_a_recomputed_curve_keeps_the_previous_points_dimmed(server, probe):
     probe.wait_drawn()
     page.wait_for_function(f"() => ({FIG5})().points > 0", timeout=30_000)
     assert page.evaluate(FIG5)["opacity"] == 1
-    def change_seed(page):
-        box = page.locator(".atlas-seed input").first
-        box.fill("6")
-        box.press("Enter")
-        page.wait_for_function("() => location.search.includes('seed=6')", timeout=30_000)
-
-    samples = recompute_sampled(page, FIG5, change_seed, "escape-done")
+    samples = recompute_sampled(page, FIG5, lambda p: enter_value(p, "seed", "6"), "escape-done")
     assert any(s["opacity"] < 1 for s in samples), "the plots were never dimmed"
     assert min(s["points"] for s in samples) > 0  # the old points stayed until replaced
     assert samples[-1]["opacity"] == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import recompute_sampled
+from .conftest import enter_value, recompute_sampled
 
 pytestmark = pytest.mark.browser
 
@@ -62,15 +62,9 @@ def test_recomputing_keeps_the_previous_curves_dimmed(server, probe):
     probe.wait_drawn()
     page.wait_for_function(f"() => ({RESULTS})().points > 0", timeout=30_000)
     assert page.evaluate(RESULTS)["opacity"] == 1
-    def change_tau(page):
-        box = page.locator(".atlas-label_noise input").first
-        box.fill("0.55")
-        box.press("Enter")
-        page.wait_for_function("() => location.search.includes('label_noise=0.55')",
-                               timeout=30_000)
-
     # the plots sampled every 20 ms from the moment τ is sent until the new run is shown
-    samples = recompute_sampled(page, RESULTS, change_tau, "overfit-done")
+    samples = recompute_sampled(page, RESULTS, lambda p: enter_value(p, "label_noise", "0.55"),
+                                "overfit-done")
     dimmed = [s for s in samples if s["opacity"] < 1]
     assert dimmed, "the plots were never dimmed while recomputing"
     assert all(s["opacity"] == pytest.approx(0.4) for s in dimmed)

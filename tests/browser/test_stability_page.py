@@ -84,12 +84,15 @@ def test_trapped_cluster_of_the_pullback_cloud_is_marked(server, probe):
     frac = float(page.locator("#trapped-fraction").inner_text().rstrip(" %"))
     assert frac > 0
     try:
-        page.wait_for_function(f"() => ({TRAPPED_RINGS})().length > 0", timeout=30_000)
+        # rings drawn, each with its size (not a plot caught halfway through a redraw)
+        page.wait_for_function(f"() => {{ const r = ({TRAPPED_RINGS})(); return r.length > 0 && "
+                               f"r.every(([s, z]) => Number.isFinite(s) && Number.isFinite(z)); }}",
+                               timeout=30_000)
     except Exception:
         pass  # the assertion below says what is missing
     rings = page.evaluate(TRAPPED_RINGS)
     assert rings, "no marker shows where the trapped paths are"
-    assert all(size >= 12 for _, size in rings)
+    assert all(size >= 12 for _, size in rings), rings
     assert 0.5 * frac <= sum(s for s, _ in rings) / 2 <= frac + 0.1  # a (w) and a (v) ring each
     assert probe.errors == []
 
