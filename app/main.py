@@ -50,12 +50,12 @@ def build() -> pn.template.BootstrapTemplate:
     )
     share = page.share_panel()
     view = page.__panel__()  # built once: guard_inputs checks this very view
+    # A phone starts with the sidebar folded (its toggle opens it): open, it left 60 px of a
+    # 390 px screen for the page.
     # No busy indicator: Panel keeps every session's indicator in one class-level list and
     # flips all of them on any session's event — each slider move of one student updated the
     # page of every other (quadratic work, and state leaking between sessions). Pages show
     # their own progress.
-    # a phone starts with the sidebar folded (its toggle opens it): open, it left 60 px of a
-    # 390 px screen for the page
     agent = str((pn.state.headers or {}).get("User-Agent", ""))
     template = pn.template.BootstrapTemplate(
         title=f"SGD Atlas · {title}", header_background="#1f3b57", sidebar_width=330,
