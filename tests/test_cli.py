@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import numpy as np
 import pytest
@@ -151,22 +150,16 @@ def _descendants(pid: int) -> set[int]:
 def test_stopping_a_multi_process_server_stops_every_process():
     """``sgd-atlas serve --num-procs 2`` serves from two processes; a SIGTERM to sgd-atlas
     (``docker stop``) ends all of them (before, Tornado's children outlived their parent)."""
-    from tests.load.loadtest import ROOT, _free_port
+    from tests.load.loadtest import ROOT
+    from tests.support import free_port, wait_serving
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()", "serve",
                              "--num-procs", "2", "--port", str(port), "--no-disk-cache"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     serving: set[int] = set()
     try:
-        deadline = time.time() + 240
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness", timeout=2):
-                    break
-            except OSError:
-                assert proc.poll() is None and time.time() < deadline, "the server did not start"
-                time.sleep(0.5)
+        assert wait_serving(f"http://127.0.0.1:{port}", proc, 240), "the server did not start"
         time.sleep(2)
         serving = _descendants(proc.pid)
         assert len(serving) >= 2  # (at least) the two server processes

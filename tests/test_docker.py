@@ -8,15 +8,15 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.support import free_port, wait_serving
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -70,17 +70,11 @@ def test_the_image_is_slim_non_root_prewarmed_and_installs_from_pyproject():
     assert _env()["NUMBA_CACHE_DIR"].startswith("/home/atlas")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def container(tmp_path_factory):
     """The image's CMD with its ENV, on the host: port 5006 → a free port, and 0.0.0.0 →
     127.0.0.1 (tests serve on the loopback interface only)."""
-    port = _free_port()
+    port = free_port()
     cmd = json.loads(_one("CMD"))
     cmd = [str(port) if c == "5006" else ("127.0.0.1" if c == "0.0.0.0" else c) for c in cmd]
     exe = shutil.which(cmd[0])
@@ -94,17 +88,9 @@ def container(tmp_path_factory):
         proc = subprocess.Popen([exe, *cmd[1:]], cwd=ROOT, env=env, stdout=fh,
                                 stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 180
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/liveness", timeout=2):
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail("the container's command did not come up:\n" + log.read_text()[-3000:])
-        time.sleep(0.5)
+    if not wait_serving(base, proc, 180):
+        proc.kill()
+        pytest.fail("the container's command did not come up:\n" + log.read_text()[-3000:])
     yield port, base
     proc.terminate()
     try:

@@ -7,10 +7,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import holoviews as hv
-import pytest
 import numpy as np
+import pytest
+
 from app.pages.stability import StabilityPage
 from app.pages.trajectories import TrajectoriesPage
+from tests.support import wait_until
 
 hv.extension("bokeh")
 
@@ -23,11 +25,7 @@ def _run(coro):
 
 
 def _wait(cond, timeout=60.0):
-    deadline = time.time() + timeout
-    while not cond():
-        if time.time() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
+    wait_until(cond, timeout)
 
 
 def test_trajectories_page_applies_preset_then_link_values():

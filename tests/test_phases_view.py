@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 
 import holoviews as hv
 import numpy as np
@@ -15,16 +14,13 @@ from bokeh.models import CustomJSHover, HoverTool
 
 from app.pages.phases import PhasesPage
 from engine import saddle
+from tests.support import wait_until
 
 hv.extension("bokeh")
 
 
 def _wait(cond, timeout=120.0):
-    deadline = time.time() + timeout
-    while not cond():
-        if time.time() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)
+    wait_until(cond, timeout)
 
 
 @pytest.fixture(scope="module")

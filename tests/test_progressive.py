@@ -15,6 +15,7 @@ import xarray as xr
 
 from app.cache import configure
 from app.pages.progress import ProgressiveJob
+from tests.support import wait_until
 
 
 @pytest.fixture(autouse=True)
@@ -25,11 +26,7 @@ def _fresh_cache():
 
 
 def _wait(cond, timeout=30.0):
-    deadline = time.time() + timeout
-    while not cond():
-        if time.time() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.02)
+    wait_until(cond, timeout)
 
 
 def _value(value, delay=0.0, *, release=None):

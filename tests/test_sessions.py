@@ -14,6 +14,7 @@ import pytest
 from app import jobs
 from app.cache import configure, get_cache
 from app.jobs import JobSlot
+from tests.support import wait_until
 
 hv.extension("bokeh")
 
@@ -26,11 +27,7 @@ def _fresh_cache():
 
 
 def _wait(cond, timeout=60.0):
-    deadline = time.time() + timeout
-    while not cond():
-        if time.time() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.02)
+    wait_until(cond, timeout)
 
 
 def test_latest_wins_and_superseded_jobs_never_start():
@@ -215,9 +212,9 @@ def _served_app(session_lifetime_ms: int = 500):
 
     import panel as pn
 
-    from tests.load.loadtest import _free_port
+    from tests.support import free_port
 
-    port = _free_port()
+    port = free_port()
     server = pn.serve({"app": str(Path(__file__).resolve().parents[1] / "app" / "main.py")},
                       address="127.0.0.1", port=port, threaded=True, show=False,
                       websocket_origin=[f"127.0.0.1:{port}"],
@@ -355,8 +352,8 @@ def test_updating_text_after_the_session_build_recomputes_nothing():
     from panel.io.state import set_curdoc
     from panel.pane.markup import HTMLBasePane
 
-    from app.pages import PAGES
     from app.compat import _template_objects, settle_markup
+    from app.pages import PAGES
 
     doc = Document()
     with set_curdoc(doc):

@@ -202,6 +202,12 @@ class Page(Sharing, TeacherLinks, pn.viewable.Viewer):
         cls.when_connected(lambda: draw_queue().put(doc, fill))
         return holder
 
+    @classmethod
+    def plot_cell(cls, view, height: int, basis: int = 420) -> pn.Column:
+        """A :func:`cell` of a :func:`flow` row holding ``view`` :meth:`deferred` at a fixed
+        ``height`` and the row's width."""
+        return cell(cls.deferred(view, height=height, sizing_mode="stretch_width"), basis=basis)
+
     def guard_inputs(self, *views: pn.viewable.Viewable) -> int:
         """Validate every value the browser sends to this page's widgets (see
         :mod:`app.guards`) — the sidebar's and those of ``views``, the page's parts as shown

@@ -27,10 +27,8 @@ def browser_code(name: str) -> str:
 
 class Sharing:
     """What a :class:`~app.pages.base.Page` offers for sharing: ``export_datasets`` (pages
-    override it), the netCDF bytes, the current link and the sidebar box."""
-
-    slug = ""
-    exports = True
+    override it), the netCDF bytes, the current link and the sidebar box (the page's ``slug``
+    names the files; its ``exports`` says whether there is anything to download)."""
 
     def export_datasets(self) -> dict[str, xr.Dataset]:
         """What the page shows now, as ``{netCDF group: Dataset}`` (empty before any result)."""

@@ -26,7 +26,7 @@ from engine import fa, stability
 from .. import sweeps
 from ..jobs import JobSlot, session_scheduler
 from ..state import StabilityParams
-from .base import Page, cell, flow
+from .base import Page, flow
 
 SLUG = "stability"
 TITLE = "Stability maps & pullback attractors"
@@ -415,14 +415,11 @@ class StabilityPage(Page):
                          sizing_mode="stretch_width")
 
     def __panel__(self):
-        def plot(pane, height):
-            return cell(self.deferred(pane, height=height, sizing_mode="stretch_width"))
-
         return pn.Column(  # rows that wrap into one column on a narrow screen
             pn.pane.Markdown(self.prompt_markdown, sizing_mode="stretch_width"),
             self._alert,
             pn.Row(self._map_progress, self._map_status),
-            flow(plot(self._mu_pane, 340), plot(self._map_pane, 340)),
+            flow(self.plot_cell(self._mu_pane, 340), self.plot_cell(self._map_pane, 340)),
             self._point_md,
             pn.pane.Markdown(EXPLAIN, styles={"color": "#555"}),
             pn.FlexBox(self._cloud_progress, self._cancel_btn, self._cloud_status, self._trapped,

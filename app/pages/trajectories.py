@@ -550,16 +550,14 @@ class TrajectoriesPage(Page):
     def __panel__(self) -> pn.viewable.Viewable:
         controls = pn.FlexBox(self._play, self._step_btn, self._reset_btn, self._spinner,
                               flex_wrap="wrap", align_items="center")
-        plots = [cell(self.deferred(self._views[k], height=320, sizing_mode="stretch_width"))
-                 for k in ("w", "v", "loss", "deg")]
+        plots = [self.plot_cell(self._views[k], 320) for k in ("w", "v", "loss", "deg")]
         return pn.Column(  # rows of two that wrap into one column on a narrow screen
             flow(cell(controls, basis=380), cell(self._counter, basis=190, min_width=190),
                  cell(self._prompt, basis=260)),
             self._alert,
             flow(*plots[:2]),
             flow(*plots[2:]),
-            flow(cell(self.deferred(self._views["where"], height=340,
-                                    sizing_mode="stretch_width"), basis=520),
+            flow(self.plot_cell(self._views["where"], 340, basis=520),
                  cell(pn.pane.Markdown(WHERE_TEXT), basis=300)),
             self._events,
             sizing_mode="stretch_width",

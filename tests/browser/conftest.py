@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.support import free_port, wait_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("SGD_ATLAS_CHROMIUM", "/usr/bin/chromium")
@@ -19,18 +19,12 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-3d-apis", "--no-first-run", "--disable-component-update"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server():
     """``panel serve app`` on a free loopback port; yields the app's base URL."""
     # compile the numba kernels into their disk cache first, so no page waits for LLVM
     subprocess.run([sys.executable, "-m", "engine.warmup"], cwd=ROOT, check=True, timeout=900)
-    port = _free_port()
+    port = free_port()
     log = open(ROOT / "test-artifacts" / "server.log", "w") if (ROOT / "test-artifacts").is_dir() \
         else subprocess.DEVNULL
     proc = subprocess.Popen(
@@ -38,18 +32,9 @@ def server():
          "--allow-websocket-origin", f"127.0.0.1:{port}", "--liveness", "--num-procs", "1"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
     )
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail("panel serve did not come up (see test-artifacts/server.log)")
-        time.sleep(0.5)
+    if not wait_serving(f"http://127.0.0.1:{port}", proc, 120):
+        proc.kill()
+        pytest.fail("panel serve did not come up (see test-artifacts/server.log)")
     yield f"http://127.0.0.1:{port}/app"
     proc.terminate()
     try:
@@ -140,6 +125,19 @@ def probe(browser):
     p = PageProbe(browser)
     yield p
     p.close()
+
+
+def results_probe(column: str, frame_class: str) -> str:
+    """JS returning ``{points, opacity}``: how many data points of ``column`` the visible
+    glyphs of the page's plots hold now, and the opacity of the frame (CSS class
+    ``frame_class``) that holds those plots (dimmed while a recomputation has shown nothing)."""
+    return f"""() => {{ let n = 0;
+    for (const v of Bokeh.index.query((v) => v.model.glyph !== undefined && v.model.visible)) {{
+        const data = v.model.data_source && v.model.data_source.data;
+        if (data && data['{column}']) n += data['{column}'].length; }}
+    const frame = [...Bokeh.index.query((v) => (v.model.css_classes || []).includes("{frame_class}"))];
+    const opacity = frame.length ? parseFloat(getComputedStyle(frame[0].el).opacity) : null;
+    return {{points: n, opacity: opacity}}; }}"""
 
 
 def enter_value(page, parameter: str, value: str) -> None:

@@ -6,19 +6,12 @@ import re
 
 import pytest
 
-from .conftest import enter_value, recompute_sampled
+from .conftest import enter_value, recompute_sampled, results_probe
 
 pytestmark = pytest.mark.browser
 
-#: the σ² points drawn now (visible glyphs of live plot views), and the opacity of the Fig. 5
-#: tab's frame of plots
-FIG5 = """() => { let n = 0;
-    for (const v of Bokeh.index.query((v) => v.model.glyph !== undefined && v.model.visible)) {
-        const data = v.model.data_source && v.model.data_source.data;
-        if (data && data['σ²']) n += data['σ²'].length; }
-    const frame = [...Bokeh.index.query((v) => (v.model.css_classes || []).includes("atlas-fig5-results"))];
-    const opacity = frame.length ? parseFloat(getComputedStyle(frame[0].el).opacity) : null;
-    return {points: n, opacity: opacity}; }"""
+#: the σ² points drawn now, and the opacity of the Fig. 5 tab's frame of plots
+FIG5 = results_probe("σ²", "atlas-fig5-results")
 #: every text the power-law tab's status line shows, from the start of the page
 STATUS_LOG = """window.__statuses = [];
 setInterval(() => {

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import enter_value, recompute_sampled
+from .conftest import enter_value, recompute_sampled, results_probe
 
 pytestmark = pytest.mark.browser
 
 CURVE_SUM = """() => { let s = 0; for (const doc of Bokeh.documents) for (const m of doc.all_models)
     if (m.data && m.data['error']) for (const v of m.data['error']) if (isFinite(v)) s += v; return s; }"""
-#: the data points of the learning curves drawn now (visible glyphs of live plot views), and
-#: the opacity of the frame holding the plots
-RESULTS = """() => { let n = 0;
-    for (const v of Bokeh.index.query((v) => v.model.glyph !== undefined && v.model.visible)) {
-        const data = v.model.data_source && v.model.data_source.data;
-        if (data && data['error']) n += data['error'].length; }
-    const frame = [...Bokeh.index.query((v) => (v.model.css_classes || []).includes("atlas-results"))];
-    const opacity = frame.length ? parseFloat(getComputedStyle(frame[0].el).opacity) : null;
-    return {points: n, opacity: opacity}; }"""
+#: the data points of the learning curves drawn now, and the opacity of the frame of plots
+RESULTS = results_probe("error", "atlas-results")
 
 
 def test_tau_changes_the_curves(server, probe):

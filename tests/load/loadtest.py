@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -31,13 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tests.support import free_port, wait_serving
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mib(pid: int) -> float:
@@ -60,7 +55,7 @@ class Server:
     """``panel serve app`` on a free loopback port, its log in ``log_path``."""
 
     def __init__(self, log_path: Path, extra: list[str] = ()):
-        self.port = _free_port()
+        self.port = free_port()
         self.log_path = log_path
         self._log = open(log_path, "w")
         cmd = [sys.executable, "-m", "panel", "serve", "app", "--address", "127.0.0.1",
@@ -70,15 +65,8 @@ class Server:
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=env)
         self.base = f"http://127.0.0.1:{self.port}"
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.base}/liveness", timeout=2):
-                    return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.3)
+        if wait_serving(self.base, self.proc, 180):
+            return
         self.stop()
         raise RuntimeError("the server did not start:\n" + log_path.read_text()[-3000:])
 
