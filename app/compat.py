@@ -177,3 +177,20 @@ def release_js_links(template: pn.template.BaseTemplate) -> int:
 
     registry = Callback.registry
     return sum(registry.pop(obj, None) is not None for obj in _template_objects(template))
+
+
+def add_toplevel_routes(routes: list[tuple]) -> int:
+    """Add tornado routes to the server that ``panel serve`` builds (the class mode's pages and
+    API on the dashboard's own port). Bokeh builds its tornado application from
+    ``bokeh.server.urls.toplevel_patterns`` (prefixing each with ``--prefix``) after the app
+    directory's ``app_hooks.py`` is imported, so routes appended there are served. Panel's
+    public way, ``--plugins``/``pn.serve(extra_patterns=…)``, needs a command-line option and
+    imported a second copy of the module (no shared cache). Written for Bokeh 3.9.2 /
+    Panel 1.9.4; upstream: holoviz/panel#6009 (routes from an app directory), bokeh#4270.
+    Idempotent (app_hooks may be executed twice); returns how many routes were added."""
+    from bokeh.server.urls import toplevel_patterns
+
+    known = {p[0] for p in toplevel_patterns}
+    new = [r for r in routes if r[0] not in known]
+    toplevel_patterns.extend(new)
+    return len(new)

@@ -360,6 +360,29 @@ class TrajectoryRun(param.Parameterized):
         if self.hist_train_loss is not None:
             self.hist_train_loss = self.hist_train_loss[:, keep]
 
+    def copy(self) -> "TrajectoryRun":
+        """An independent copy (model, history, changes and flags): the class mode's runs
+        branch from shared states, and a step of one student must not move another's."""
+        m = self.model
+        model = EnsembleParams(**{n: getattr(m, n) for n in m.param if n != "name"})
+        new = TrajectoryRun(model=model, steps_per_frame=self.steps_per_frame,
+                            frame_ms=self.frame_ms)
+        for name in ("theta", "exit_step", "exit_reason", "hist_step", "hist_theta", "hist_loss",
+                     "hist_train_loss"):
+            value = getattr(self, name)
+            setattr(new, name, None if value is None else value.copy())
+        new.events = list(self.events)
+        new._live_values = dict(self._live_values)
+        new.capped, new.resets = self.capped, self.resets
+        with param.parameterized.discard_events(new):
+            new.param.update(step=self.step, message=self.message, diverged=self.diverged)
+        return new
+
+    def nbytes(self) -> int:
+        """Memory held by the history (what a store of runs budgets)."""
+        arrays = (self.theta, self.hist_step, self.hist_theta, self.hist_loss, self.hist_train_loss)
+        return sum(a.nbytes for a in arrays if a is not None)
+
     @property
     def n_running(self) -> int:
         return int((self.exit_step < 0).sum())

@@ -132,3 +132,35 @@ def apply_values(obj: param.Parameterized, values: Mapping[str, Any],
     if updates:
         obj.param.update(**updates)
     return notices
+
+
+def teacher_fields(query: dict, fields, advanced=(), extras=()) -> tuple[list[str], list[str], list[str]]:
+    """``(locked, hidden, notices)`` of a teacher's link: ``lock=a,b`` and ``hide=…`` name
+    parameters of ``fields``, ``advanced`` (the page's advanced parameters among ``fields``) or,
+    for ``hide``, one of ``extras`` (e.g. ``nav``, ``presets``, ``share``); anything else gets a
+    notice. The one reading of these links, for the Panel pages and the class mode alike."""
+    def names(key):
+        raw = query.get(key, "")
+        if isinstance(raw, (list, tuple)):
+            raw = ",".join(str(r) for r in raw)
+        return [n.strip() for n in str(raw)[:500].split(",") if n.strip()]
+
+    def controls(name):
+        if name == "advanced":
+            return [n for n in advanced if n in fields]
+        return [name] if name in fields else []
+
+    locked, hidden, notices = [], [], []
+    for name in names("lock"):
+        targets = controls(name)
+        if not targets:
+            notices.append(f"lock: this page has no control called {name[:40]!r}.")
+        locked += [n for n in targets if n not in locked]
+    for name in names("hide"):
+        targets = controls(name)
+        if not targets and name in extras:
+            targets = [name]
+        elif not targets and name != "advanced":
+            notices.append(f"hide: this page has nothing called {name[:40]!r}.")
+        hidden += [n for n in targets if n not in hidden]
+    return locked, hidden, notices

@@ -25,6 +25,17 @@ def browser_code(name: str) -> str:
     return (JS_DIR / f"{name}.js").read_text(encoding="utf-8")
 
 
+def netcdf_export(groups: dict[str, xr.Dataset], link: str) -> bytes:
+    """``groups`` as one netCDF file, with the link that reproduces them, the engine version and
+    the time in every group's attrs (a page's download, and the class mode's)."""
+    groups = {name: ds for name, ds in groups.items() if ds is not None}
+    stamp = dict(sgd_atlas_link=link, sgd_atlas_engine=engine.engine_version(),
+                 sgd_atlas_exported=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    if not groups:
+        groups = {"empty": xr.Dataset(attrs={"note": "nothing was computed yet"})}
+    return ncio.to_bytes({k: ds.assign_attrs(**stamp) for k, ds in groups.items()})
+
+
 class Sharing:
     """What a :class:`~app.pages.base.Page` offers for sharing: ``export_datasets`` (pages
     override it), the netCDF bytes, the current link and the sidebar box (the page's ``slug``
@@ -37,14 +48,7 @@ class Sharing:
     def export_bytes(self) -> io.BytesIO:
         """The page's datasets as one netCDF file (groups), with the link that reproduces them
         and the engine version in every group's attrs."""
-        groups = {name: ds for name, ds in self.export_datasets().items() if ds is not None}
-        link = self.current_link()
-        stamp = dict(sgd_atlas_link=link, sgd_atlas_engine=engine.engine_version(),
-                     sgd_atlas_exported=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        if not groups:
-            groups = {"empty": xr.Dataset(attrs={"note": "nothing was computed yet"})}
-        groups = {k: ds.assign_attrs(**stamp) for k, ds in groups.items()}
-        return io.BytesIO(ncio.to_bytes(groups))
+        return io.BytesIO(netcdf_export(self.export_datasets(), self.current_link()))
 
     def current_link(self) -> str:
         """The page's address as the browser shows it, whole (scheme, host, path and query),

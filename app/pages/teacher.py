@@ -8,6 +8,8 @@ import html
 import panel as pn
 import param
 
+from ..urlstate import teacher_fields
+
 
 class TeacherLinks:
     """``apply_teacher`` for a :class:`~app.pages.base.Page` (which provides
@@ -22,42 +24,25 @@ class TeacherLinks:
         extras = dict(extras or {})
         if getattr(self, "_preset_select", None) is not None:
             extras.setdefault("presets", self._preset_select)
-
-        def names(key):
-            raw = query.get(key, "")
-            if isinstance(raw, (list, tuple)):
-                raw = ",".join(str(r) for r in raw)
-            return [n.strip() for n in str(raw)[:500].split(",") if n.strip()]
-
-        def controls(name):  # parameter names a lock/hide entry stands for
-            if name == "advanced":
-                return [n for n in self.advanced if n in widgets]
-            return [name] if name in widgets else []
-
+        lock, hide, notices = teacher_fields(query, widgets, self.advanced, extras)
+        for text in notices:
+            self.add_notice(text)
         locked = []
-        for name in names("lock"):
-            targets = controls(name)
-            if not targets:
-                self.add_notice(f"lock: this page has no control called {name[:40]!r}.")
-            for n in targets:
-                for owner, widget in widgets[n]:
-                    if (id(owner), n) in self._locked:
-                        continue
-                    widget.disabled = True
-                    widget.name = f"{widget.name} 🔒"
-                    self._hold(owner, n)
-                    locked.append(owner.param[n].label or n)
+        for n in lock:
+            for owner, widget in widgets[n]:
+                if (id(owner), n) in self._locked:
+                    continue
+                widget.disabled = True
+                widget.name = f"{widget.name} 🔒"
+                self._hold(owner, n)
+                locked.append(owner.param[n].label or n)
         if locked:  # a greyed-out control says why
             self.lock_note.object = ("🔒 **Fixed by your teacher's link:** "
                                      + ", ".join(html.escape(t) for t in dict.fromkeys(locked))
                                      + ".")
             self.lock_note.visible = True
-        for name in names("hide"):
-            items = [w for n in controls(name) for _, w in widgets[n]]
-            if not items and name in extras:
-                items = [extras[name]]
-            elif not items and name != "advanced":
-                self.add_notice(f"hide: this page has nothing called {name[:40]!r}.")
+        for name in hide:
+            items = [w for _, w in widgets[name]] if name in widgets else [extras[name]]
             for item in items:
                 item.visible = False
         self._hide_empty_sections()

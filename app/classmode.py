@@ -1,0 +1,541 @@
+"""Class mode: a page built once per process and served to a whole class, with its computations
+behind a JSON API (issue 16; ../shared/DESIGN.md, "build once, serve many").
+
+A Panel page builds a Bokeh document per browser on the server (1–3 s of CPU each): a class of
+60 opening one link waits minutes. Here the live-trajectories page is built once per (page,
+preset) — its figures from :mod:`app.figures.live`, the same builders as the Panel page's —
+and sent as static HTML; each student's parameters and run live in the browser and in its URL,
+and every frame comes from ``GET /api/live/frame``:
+
+* inputs are validated by the same ``param`` classes as the pages (:mod:`app.urlstate`),
+  bounded in size, GET only, and every error is a JSON message, never a traceback;
+* a run is a chain of states, each named by the hash of its parent, its validated inputs and
+  the action: a class following one preset asks for the same states, which are computed once
+  (later identical requests wait for the first) and kept, least recently used first, within a
+  memory budget (``SGD_ATLAS_CLASS_BYTES``, default 64 MiB);
+* the engine runs in a thread pool, never on the server's event loop.
+
+Routes (under the server's ``--prefix``): ``/class?page=<slug>&…`` (the page; slugs without a
+class mode yet are redirected to their Panel page), ``/api/live/frame``, ``/api/live/pi``
+(the "where am I" π map) and ``/api/live/export.nc`` (the run as netCDF). Both ``panel serve
+app`` and ``sgd-atlas serve`` mount them (see ``app/app_hooks.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import html
+import json
+import logging
+import os
+import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlencode
+
+import numpy as np
+import param
+from tornado.web import RequestHandler
+
+from . import sweeps
+from .cache import canonical, get_cache
+from .presets import load_presets
+from .state import EnsembleParams, StabilityParams, TrajectoryRun
+from .urlstate import apply_values, teacher_fields
+
+log = logging.getLogger(__name__)
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+MAX_QUERY = 4096  # bytes of query string a request may carry
+MODEL_FIELDS = ("lr", "sigma2", "batch_size", "label_noise", "teacher", "n_data",
+                "n_trajectories", "seed")
+START_FIELDS = ("start", "w0", "v0", "spread")
+RUN_FIELDS = ("steps_per_frame", "frame_ms")
+FIELDS = MODEL_FIELDS + START_FIELDS + RUN_FIELDS
+ADVANCED = ("n_trajectories", "seed", "start", "w0", "v0", "spread", "steps_per_frame", "frame_ms")
+EXTRAS = ("nav", "presets", "share")
+ACTIONS = ("none", "step", "reset")
+SLUG = "trajectories"
+_RUN_ID = set("0123456789abcdef")
+
+
+class BadRequest(ValueError):
+    """Input the API refuses: answered with status 400 and this message."""
+
+
+class Gone(KeyError):
+    """A run this process does not hold (evicted, or the server restarted): status 404."""
+
+
+# -- a bounded store of results computed once ----------------------------------------------------
+class SharedResults:
+    """``key -> (value, nbytes)``, least recently used evicted past ``max_bytes``; a value asked
+    for while it is being computed is awaited, not computed again. Used on the event loop only
+    (the computation itself runs in the pool)."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._pending: dict[str, asyncio.Future] = {}
+        self.nbytes = 0
+        self.computed = 0  # how many values were computed (tests: identical requests, once)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str):
+        item = self._items.get(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return item[0]
+
+    def put(self, key: str, value, nbytes: int) -> None:
+        if key in self._items:
+            self.nbytes -= self._items.pop(key)[1]
+        self._items[key] = (value, nbytes)
+        self.nbytes += nbytes
+        while self.nbytes > self.max_bytes and len(self._items) > 1:
+            _, (_, n) = self._items.popitem(last=False)
+            self.nbytes -= n
+
+    async def get_or_compute(self, key: str, compute: Callable[[], tuple[Any, int]]):
+        """The value of ``key``: stored, being computed (awaited), or ``compute()`` in the pool."""
+        value = self.get(key)
+        if value is not None:
+            return value
+        pending = self._pending.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        loop = asyncio.get_running_loop()
+        future = self._pending[key] = loop.create_future()
+        try:
+            value, nbytes = await loop.run_in_executor(pool(), compute)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: nobody else may be waiting
+            raise
+        finally:
+            self._pending.pop(key, None)
+        self.computed += 1
+        self.put(key, value, nbytes)
+        future.set_result(value)
+        return value
+
+
+_POOL: ThreadPoolExecutor | None = None
+_RUNS: SharedResults | None = None
+_PAGES: SharedResults | None = None
+_PI: SharedResults | None = None
+
+
+def pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="class-mode")
+    return _POOL
+
+
+def stores() -> tuple[SharedResults, SharedResults, SharedResults]:
+    """(runs, pages, π maps) of this process."""
+    global _RUNS, _PAGES, _PI
+    if _RUNS is None:
+        budget = int(os.environ.get("SGD_ATLAS_CLASS_BYTES", 64 * 2**20))
+        _RUNS, _PAGES, _PI = SharedResults(budget), SharedResults(64 * 2**20), SharedResults(32 * 2**20)
+    return _RUNS, _PAGES, _PI
+
+
+def reset_stores() -> None:
+    """Forget every stored run, page and π map (tests)."""
+    global _RUNS, _PAGES, _PI
+    _RUNS = _PAGES = _PI = None
+
+
+# -- validated inputs ---------------------------------------------------------------------------
+def read_query(arguments: dict[str, list[bytes]], raw_length: int = 0) -> dict[str, str]:
+    """A request's query as ``{name: last value}`` (text), refusing oversized requests."""
+    if raw_length > MAX_QUERY:
+        raise BadRequest(f"The request is too long ({raw_length} bytes; at most {MAX_QUERY}).")
+    out = {}
+    for name, values in arguments.items():
+        if values:
+            out[name[:40]] = values[-1].decode("utf-8", "replace")[:1000]
+    return out
+
+
+def preset_values(preset: str) -> dict | None:
+    """The values of the live page's preset ``preset`` (its params and run maps), or None."""
+    for p in load_presets().get(SLUG, []):
+        if p["id"] == preset:
+            return {**p.get("params", {}), **p.get("run", {})}
+    return None
+
+
+def fresh_run(query: dict) -> tuple[TrajectoryRun, list[str]]:
+    """A run at step 0 from the page's defaults, the link's preset, then its values — the
+    order of :meth:`app.pages.base.Page.apply_query`."""
+    notices = []
+    model = EnsembleParams()
+    run = TrajectoryRun(model=model)
+    preset = query.get("preset")
+    if preset:
+        values = preset_values(preset)
+        if values is None:
+            notices.append(f"No preset called {preset[:40]!r}; using defaults.")
+        else:
+            notices += apply_values(model, values, MODEL_FIELDS + START_FIELDS)
+            notices += apply_values(run, values, RUN_FIELDS)
+    notices += apply_values(model, query, MODEL_FIELDS + START_FIELDS)
+    notices += apply_values(run, query, RUN_FIELDS)
+    run.reset()  # a fresh start with the link's values, without "restarted" notices
+    return run, notices
+
+
+def run_key(parent: str, query: dict, action: str) -> str:
+    """The name of the state a request leads to: its parent, its inputs and its action."""
+    inputs = {k: query[k] for k in (*FIELDS, "preset", "lock", "hide") if k in query}
+    payload = json.dumps([parent, action, canonical(inputs)], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def values_of(run: TrajectoryRun) -> dict:
+    m = run.model
+    return {**{f: getattr(m, f) for f in MODEL_FIELDS + START_FIELDS},
+            **{f: getattr(run, f) for f in RUN_FIELDS}}
+
+
+# -- what a browser receives --------------------------------------------------------------------
+def encode(columns: dict[str, dict]) -> dict:
+    """Columns for JSON: numeric arrays as base64 float32 (``{"f4": …, "shape": …}``; NaN
+    survives, unlike in JSON), text as lists."""
+    out = {}
+    for name, cols in columns.items():
+        enc = {}
+        for col, values in cols.items():
+            if col == "image":
+                arr = np.asarray(values[0], dtype="<f4")
+                enc[col] = {"f4": base64.b64encode(arr.tobytes()).decode(), "shape": list(arr.shape)}
+            elif col == "text":
+                enc[col] = [str(v) for v in values]
+            else:
+                arr = np.ascontiguousarray(values, dtype="<f4")
+                enc[col] = {"f4": base64.b64encode(arr.tobytes()).decode()}
+        out[name] = enc
+    return out
+
+
+def frame_payload(run: TrajectoryRun, key: str, notices: list[str]) -> dict:
+    """Everything a class page draws after one request (the columns of
+    :func:`app.figures.live.live_columns`, the counter, the notices and the changes)."""
+    from .figures.live import live_columns, loss_title
+
+    ds = run.to_dataset()
+    m = run.model
+    return {
+        "run": key, "step": run.step, "running": run.n_running, "n": m.n_trajectories,
+        "capped": run.capped, "diverged": bool(run.diverged), "message": run.message,
+        "events": [[int(s), t] for s, t in run.events], "values": values_of(run),
+        "notices": notices, "columns": encode(live_columns(ds)),
+        "titles": {"loss": loss_title(ds)}, "pi": {"sigma2": m.sigma2, "teacher": m.teacher},
+    }
+
+
+def compute_frame(parent: TrajectoryRun | None, query: dict, action: str, key: str):
+    """(payload bytes, the new state) for a request; runs in the pool."""
+    teacher = {}
+    if parent is None:
+        run, notices = fresh_run(query)
+        locked, hidden, more = teacher_fields(query, FIELDS, ADVANCED, EXTRAS)
+        teacher, notices = {"lock": locked, "hide": hidden}, notices + more
+    else:
+        run, notices = parent.copy(), []
+        notices += apply_values(run.model, query, MODEL_FIELDS + START_FIELDS)
+        notices += apply_values(run, query, RUN_FIELDS)
+    if action == "reset":
+        run.reset("Reset: new start from step 0 with the same seed.")
+    elif action == "step":
+        if run.diverged:  # Play again after a blow-up: continue with the trajectories still running
+            run.diverged, run.message = False, ""
+        run.advance()
+    body = json.dumps(frame_payload(run, key, notices) | teacher, separators=(",", ":"),
+                      allow_nan=False).encode()
+    return (body, run), len(body) + run.nbytes()
+
+
+async def frame(query: dict) -> bytes:
+    """The JSON answer of ``/api/live/frame`` for a validated query."""
+    action = query.get("action", "none")
+    if action not in ACTIONS:
+        raise BadRequest(f"action must be one of {', '.join(ACTIONS)}, not {action[:40]!r}.")
+    parent_key = query.get("run", "")
+    runs = stores()[0]
+    parent = None
+    if parent_key:
+        if len(parent_key) != 32 or not set(parent_key) <= _RUN_ID:
+            raise BadRequest("run must be the 32-hex-digit name of a run this server gave out.")
+        stored = runs.get(parent_key)
+        if stored is None:
+            raise Gone("This run is no longer on the server (it was restarted or the run was "
+                       "evicted to save memory): press Reset to start again.")
+        parent = stored[1]
+    key = run_key(parent_key, query, action)
+    body, _ = await runs.get_or_compute(key, lambda: compute_frame(parent, query, action, key))
+    return body
+
+
+async def pi_map(query: dict) -> bytes:
+    """The JSON answer of ``/api/live/pi``: the "where am I" π map at σ² for the teacher."""
+    from .figures.live import pi_columns
+
+    probe = EnsembleParams()
+    notices = apply_values(probe, query, ("sigma2", "teacher"))
+    sigma2, teacher = probe.sigma2, probe.teacher
+    key = json.dumps([repr(float(sigma2)), teacher])
+
+    def compute():
+        ds = None
+        if teacher == "paper000":
+            ds = sweeps.run_tasks([StabilityParams(sigma2=sigma2).pi_map_task()])[0]
+        cols, title = pi_columns(ds, teacher)
+        body = json.dumps({"columns": encode(cols), "title": title, "notices": notices,
+                           "sigma2": sigma2, "teacher": teacher}, separators=(",", ":")).encode()
+        return body, len(body)
+
+    return await stores()[2].get_or_compute(key, compute)
+
+
+def export_bytes(run: TrajectoryRun, link: str) -> bytes:
+    from .pages.share import netcdf_export
+
+    return netcdf_export({"trajectories": run.to_dataset()}, link)
+
+
+# -- the page, built once per (page, preset) -------------------------------------------------------
+def _control(obj: param.Parameterized, name: str) -> str:
+    """One labelled control generated from the parameter's declaration (label, bounds, soft
+    bounds, step, choices, tooltip): the class mode's counterpart of ``pn.Param``."""
+    p = obj.param[name]
+    value = getattr(obj, name)
+    label = html.escape(p.label or name)
+    tip = html.escape(p.doc or "", quote=True)
+    attrs = f'data-param="{name}" id="ctl-{name}" title="{tip}"'
+    if isinstance(p, param.Selector):
+        objects = p.names or {str(o): o for o in p.objects}  # label -> value
+        options = "".join(
+            f'<option value="{html.escape(str(v), quote=True)}"{" selected" if v == value else ""}>'
+            f"{html.escape(str(k))}</option>" for k, v in objects.items())
+        return (f'<div class="ctl atlas-{name}"><label for="ctl-{name}">{label}</label>'
+                f'<select {attrs}>{options}</select></div>')
+    lo, hi = p.bounds
+    slo, shi = p.softbounds or p.bounds
+    slo, shi = max(slo, lo) if lo is not None else slo, min(shi, hi) if hi is not None else shi
+    integer = isinstance(p, param.Integer)
+    step = p.step if p.step and not integer else (1 if integer else (shi - slo) / 200)
+    box = (f'<input type="number" {attrs} value="{value}" step="{"1" if integer else "any"}"'
+           + (f' min="{lo}"' if lo is not None else "") + (f' max="{hi}"' if hi is not None else "")
+           + ">")
+    slider = "" if name == "seed" else (
+        f'<input type="range" data-slider="{name}" aria-label="{label}" min="{slo}" max="{shi}" '
+        f'step="{step}" value="{min(max(value, slo), shi)}">')
+    return (f'<div class="ctl atlas-{name}"><label for="ctl-{name}">{label}</label>'
+            f'<div class="pair">{slider}{box}</div></div>')
+
+
+def _nav(slug: str) -> str:
+    from .pages import PAGES
+
+    return "<nav class='atlas-nav' data-hide='nav'>" + "".join(
+        f"<a href='class?page={s}' class='{'active' if s == slug else ''}'>{html.escape(t)}</a>"
+        for s, (t, _) in PAGES.items()) + "</nav>"
+
+
+def _markdown(text: str) -> str:
+    """The presets' one-line Markdown (``**bold**``, ``*italic*``) as HTML, escaped first."""
+    import re
+
+    out = html.escape(text, quote=False)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+    return re.sub(r"(?<![\w*])\*(?!\s)(.+?)\*(?!\w)", r"<i>\1</i>", out)
+
+
+def build_live_page(preset: str = "") -> bytes:
+    """The live page's class-mode HTML for ``preset`` (the page's defaults for ""): figures of
+    :mod:`app.figures.live` drawn with the preset's start, controls generated from the state's
+    parameters, and the browser code; built once per process per preset."""
+    from bokeh.embed import components
+    from bokeh.resources import Resources
+
+    from .figures.live import WHERE_TEXT, live_columns, live_figures, pi_columns, set_columns
+    from .pages import PAGES
+    from .pages.share import browser_code
+    from .pages.trajectories import TrajectoriesPage
+
+    query = {"preset": preset} if preset else {}
+    run, _ = fresh_run(query)
+    figures = live_figures()
+    ds = run.to_dataset()
+    pi = None
+    if run.model.teacher == "paper000":
+        pi = sweeps.run_tasks([StabilityParams(sigma2=run.model.sigma2).pi_map_task()])[0]
+    pi_cols, pi_title = pi_columns(pi, run.model.teacher)
+    set_columns(figures, live_columns(ds) | pi_cols, {"where": pi_title})
+    script, divs = components(figures)
+    presets = load_presets().get(SLUG, [])
+    prompt = TrajectoriesPage.default_prompt
+    for p in presets:
+        if p["id"] == preset:
+            prompt = f"**{p['title']}** — {p['prompt']}"
+    options = "".join(f'<option value="{html.escape(p["id"], quote=True)}"'
+                      f'{" selected" if p["id"] == preset else ""}>{html.escape(p["title"])}</option>'
+                      for p in presets)
+    m = run.model
+    sections = [("Model", m, MODEL_FIELDS), ("Start", m, START_FIELDS), ("Animation", run, RUN_FIELDS)]
+    sidebar = "".join(
+        f'<section class="group"><h4>{title}</h4>' + "".join(_control(obj, f) for f in fields)
+        + "</section>" for title, obj, fields in sections)
+    config = {"slug": SLUG, "preset": preset, "fields": list(FIELDS), "advanced": list(ADVANCED),
+              "extras": list(EXTRAS), "values": values_of(run),
+              "labels": {f: (m.param[f].label if f in m.param else run.param[f].label) or f
+                         for f in FIELDS},
+              "pi": {"sigma2": m.sigma2, "teacher": m.teacher}, "name": f"sgd-atlas-{SLUG}",
+              "png_js": browser_code("png-export"), "copy_js": browser_code("copy-link")}
+    js = "\n".join((ASSETS / "js" / f"{n}.js").read_text(encoding="utf-8")
+                   for n in ("class-live",))
+    resources = "".join(f'<script src="{u}"></script>' for u in
+                        Resources(mode="server", root_url="./", components=["bokeh"]).js_files)
+    page = (ASSETS / "class.html").read_text(encoding="utf-8")
+    fill = {
+        "title": html.escape(f"SGD Atlas · {PAGES[SLUG][0]} · class"),
+        "css": (ASSETS / "class.css").read_text(encoding="utf-8"),
+        "resources": resources, "nav": _nav(SLUG), "presets": options, "sidebar": sidebar,
+        "prompt": _markdown(prompt), "where_text": _markdown(WHERE_TEXT),
+        "plot_w": divs["w"], "plot_v": divs["v"], "plot_loss": divs["loss"], "plot_deg": divs["deg"],
+        "plot_where": divs["where"], "bokeh_script": script,
+        "config": json.dumps(config).replace("</", "<\\/"), "js": js,
+        "steps": f"{run.step:,}", "running": f"{run.n_running} running",
+    }
+    for k, v in fill.items():
+        page = page.replace("{{" + k + "}}", v)
+    return page.encode()
+
+
+async def class_page(slug: str, preset: str) -> bytes:
+    known = {p["id"] for p in load_presets().get(SLUG, [])}
+    preset = preset if preset in known else ""  # an unknown id: the defaults, and the API's notice
+    return await stores()[1].get_or_compute(
+        f"{slug}|{preset}", lambda: (lambda b: (b, len(b)))(build_live_page(preset)))
+
+
+# -- tornado handlers --------------------------------------------------------------------------
+class _Handler(RequestHandler):
+    """GET only; every error a JSON message (no traceback, whatever happens)."""
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def query(self) -> dict[str, str]:
+        return read_query(self.request.query_arguments, len(self.request.query or ""))
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        reason = {405: "Only GET is served here.", 404: "Not found."}.get(
+            status_code, "The request could not be answered; details are in the server log.")
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, (BadRequest, Gone)):
+            reason = str(exc.args[0]) if exc.args else reason
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps({"error": reason, "status": status_code}))
+
+    async def answer(self, make) -> None:
+        try:
+            body = await make(self.query())
+        except BadRequest as exc:
+            self.send_error(400, exc_info=(type(exc), exc, None))
+            return
+        except Gone as exc:
+            self.send_error(404, exc_info=(type(exc), exc, None))
+            return
+        except Exception:
+            log.exception("class-mode request failed: %s", self.request.uri[:300])
+            self.send_error(500)
+            return
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(body)
+
+
+class FrameHandler(_Handler):
+    async def get(self) -> None:
+        await self.answer(frame)
+
+
+class PiHandler(_Handler):
+    async def get(self) -> None:
+        await self.answer(pi_map)
+
+
+class ExportHandler(_Handler):
+    async def get(self) -> None:
+        try:
+            query = self.query()
+            key = query.get("run", "")
+            stored = stores()[0].get(key) if len(key) == 32 else None
+            if stored is None:
+                raise Gone("This run is no longer on the server: press Reset, then export again.")
+            link = query.get("link", "")
+            body = await asyncio.get_running_loop().run_in_executor(
+                pool(), export_bytes, stored[1], link)
+        except (BadRequest, Gone) as exc:
+            self.send_error(400 if isinstance(exc, BadRequest) else 404, exc_info=(type(exc), exc, None))
+            return
+        self.set_header("Content-Type", "application/x-netcdf")
+        self.set_header("Content-Disposition", f'attachment; filename="sgd-atlas-{SLUG}.nc"')
+        self.finish(body)
+
+
+class ClassHandler(_Handler):
+    """``/class?page=<slug>&…``: the page's class mode (slugs without one yet: their Panel page)."""
+
+    async def get(self) -> None:
+        from .pages import DEFAULT_PAGE, PAGES
+
+        try:
+            query = self.query()
+        except BadRequest as exc:
+            self.send_error(400, exc_info=(type(exc), exc, None))
+            return
+        slug = query.get("page", DEFAULT_PAGE)
+        if slug != SLUG:
+            target = urlencode(query) if slug in PAGES else urlencode({**query, "page": DEFAULT_PAGE})
+            self.redirect(f"app?{target}" if slug in PAGES else f"class?{target}")
+            return
+        try:
+            body = await class_page(slug, query.get("preset", ""))
+        except Exception:
+            log.exception("building the class page failed")
+            self.send_error(500)
+            return
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(body)
+
+
+def routes() -> list[tuple[str, type]]:
+    """The class mode's tornado routes (Bokeh adds the server's ``--prefix``)."""
+    return [(r"/class/?", ClassHandler), (r"/api/live/frame", FrameHandler),
+            (r"/api/live/pi", PiHandler), (r"/api/live/export\.nc", ExportHandler)]
+
+
+async def warm_up() -> float:
+    """Build the live page of every preset (and its π maps) before the first student comes,
+    on the server's loop once it has started (the building runs in the pool); returns the
+    seconds it took."""
+    t0 = time.perf_counter()
+    try:
+        for preset in ["", *(p["id"] for p in load_presets().get(SLUG, []))]:
+            await class_page(SLUG, preset)
+    except Exception:
+        log.exception("class-mode warm-up failed (pages are built on first request instead)")
+    return time.perf_counter() - t0
