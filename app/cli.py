@@ -291,8 +291,10 @@ def parser() -> argparse.ArgumentParser:
                         "$SGD_ATLAS_ORIGINS, else localhost and 127.0.0.1 at PORT)")
     s.add_argument("--cache-bytes", type=float, metavar="N",
                    help="memory budget of the result cache in bytes (default 512 MiB)")
-    s.add_argument("--num-procs", type=int, default=1,
-                   help="server processes (default 1); stopping sgd-atlas stops all of them")
+    s.add_argument("--procs", "--num-procs", dest="num_procs", type=int, default=1, metavar="N",
+                   help="server processes (default 1); stopping sgd-atlas stops all of them. "
+                        "The class mode (/class) is served by one process within its targets; "
+                        "its runs are held per process, so keep 1 for class links")
     s.add_argument("--no-warm", dest="warm", action="store_false",
                    help="do not run the app once before accepting sessions")
     s.add_argument("--show", action="store_true", help="open a browser")

@@ -148,14 +148,18 @@ def _descendants(pid: int) -> set[int]:
 
 
 def test_stopping_a_multi_process_server_stops_every_process():
-    """``sgd-atlas serve --num-procs 2`` serves from two processes; a SIGTERM to sgd-atlas
-    (``docker stop``) ends all of them (before, Tornado's children outlived their parent)."""
+    """``sgd-atlas serve --procs 2`` serves from two processes, the class mode's page and API
+    included; a SIGTERM to sgd-atlas (``docker stop``) ends all of them (before, Tornado's
+    children outlived their parent)."""
+    import json
+    import urllib.request
+
     from tests.load.loadtest import ROOT
     from tests.support import free_port, wait_serving
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()", "serve",
-                             "--num-procs", "2", "--port", str(port), "--no-disk-cache"],
+                             "--procs", "2", "--port", str(port), "--no-disk-cache"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     serving: set[int] = set()
     try:
@@ -163,6 +167,12 @@ def test_stopping_a_multi_process_server_stops_every_process():
         time.sleep(2)
         serving = _descendants(proc.pid)
         assert len(serving) >= 2  # (at least) the two server processes
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}/class?page=trajectories", timeout=120) as r:
+            assert r.status == 200 and "Play</button>" in r.read().decode()
+        with urllib.request.urlopen(f"{base}/api/live/frame?sigma2=0.5", timeout=60) as r:
+            answer = json.loads(r.read())
+        assert answer["values"]["sigma2"] == 0.5 and answer["step"] == 0
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
         deadline = time.time() + 30

@@ -207,9 +207,24 @@ def test_a_locked_control_holds_its_value_and_hide_hides():
         page.cleanup()
 
 
+def _source(page, name: str) -> dict:
+    """The columns of the live page's Bokeh source ``name`` (see app/figures/live.py)."""
+    from bokeh.models import ColumnDataSource
+
+    found = [src.data for fig in page._figures.values()
+             for src in fig.select(type=ColumnDataSource) if src.name == name]
+    assert len(found) == 1, name
+    return found[0]
+
+
+def _title(page, key: str) -> str:
+    return page._figures[key].title.text
+
+
 def test_where_am_i_reuses_the_stability_pages_map():
     """The trajectories page's inset is the stability page's cached π map at the same σ²."""
     from app.cache import configure, get_cache
+    from app.figures.live import pi_columns
     from app.state import StabilityParams
 
     configure()
@@ -224,10 +239,11 @@ def test_where_am_i_reuses_the_stability_pages_map():
         again = TrajectoriesPage(query={"sigma2": "0.7"})  # another student, same σ²:
         again.cleanup()
         assert again._pi_ds is page._pi_ds  # drawn from the cache at once, no job, no wait
-        assert again._views["where"].streams[1].contents == {"pi": page._pi_ds}
-        pts = page._where(page._snapshot(), page._pi_ds).get(2)  # a point per trajectory
+        image = _source(again, "live-where-image")["image"][0]
+        np.testing.assert_array_equal(image, page._pi_ds.pi_small_lr.values.T)  # the map itself
+        pts = _source(page, "live-where-points")  # a point per trajectory
         theta = page.run.theta
-        assert len(pts) == page.run.model.n_trajectories
+        assert len(pts["w"]) == page.run.model.n_trajectories
         # the nearest copy of M_wv, {w1 = w2, v1 = v2} or its mirror {w1 = −w2, v1 = −v2}
         # (MATH.md §1), w folded to w ≥ 0
         plus, minus = np.abs(theta[:, 0] + theta[:, 1]) / 2, np.abs(theta[:, 0] - theta[:, 1]) / 2
@@ -235,16 +251,18 @@ def test_where_am_i_reuses_the_stability_pages_map():
                   < np.hypot(theta[:, 0] - theta[:, 1], theta[:, 2] - theta[:, 3]))
         assert mirror.any() and not mirror.all()  # both copies are exercised
         w = np.where(mirror, minus, plus)
-        np.testing.assert_allclose(np.sort(pts.data["w"].values), np.sort(w))
+        np.testing.assert_allclose(np.sort(pts["w"]), np.sort(w))
         low = page._pi_ds.copy()
         low["valley"] = -abs(low.valley)  # as at σ² = 0.1: C lies at v < 0, outside [0, 2]²
-        assert page._where(page._snapshot(), low).get(1).label == "valley C: outside this window"
-        assert page._where(page._snapshot(), page._pi_ds).get(1).label == "valley C"
-        assert page._where(page._snapshot(), None).get(1).label == "valley C: not computed yet"
+        assert pi_columns(low)[1].endswith("(valley C outside this window)")
+        assert "valley C" not in _title(page, "where")
+        assert len(_source(page, "live-where-valley")["x"]) > 0
+        assert pi_columns(None)[1].endswith("valley C: not computed yet")
         assert stability_page._map(None).get(1).label == "valley C: not computed yet"
         page.run.model.teacher = "paper001"  # no π map for that teacher: said, not drawn
         assert page._pi_ds is None
-        assert page._where(page._snapshot(), None).get(1).label == "valley C: paper 000 teacher only"
+        assert _title(page, "where").endswith("valley C: paper 000 teacher only")
+        assert np.isnan(_source(page, "live-where-image")["image"][0]).all()
     finally:
         page.cleanup()
 

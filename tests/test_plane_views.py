@@ -9,9 +9,10 @@ import holoviews as hv
 import numpy as np
 import pytest
 import xarray as xr
+from bokeh.models import ColumnDataSource
 
+from app.figures import live
 from app.pages.stability import StabilityPage
-from app.pages.trajectories import optimal_set, plane_elements
 from app.state import StabilityParams
 from engine import pullback
 
@@ -21,34 +22,48 @@ PLANES = (((0, 1), ("w1", "w2")), ((2, 3), ("v1", "v2")))
 X = np.linspace(-8.0, 8.0, 801)  # inputs on which two functions of x are compared
 
 
-def _structure(overlay: hv.Overlay) -> list[tuple]:
-    """What a DynamicMap matches frames by: each layer's type, group and label, in order."""
-    return [(type(el).__name__, el.group, el.label) for el in overlay] + [tuple(overlay.keys())]
-
-
 def _parts(teacher, ij, labels):
-    ov = optimal_set(teacher, ij, labels)
-    lines = [el for el in ov if isinstance(el, hv.Segments)]
-    points = [el for el in ov if isinstance(el, hv.Points)]
-    assert len(lines) == 1 and len(points) == 1, "one lines layer and one points layer"
-    seg = lines[0].array() if len(lines[0]) else np.empty((0, 4))
-    return seg, points[0].array(list(labels))
+    """(segments (m, 4), points (k, 2)) of the optimal set as the plane's columns draw them."""
+    key = "w" if ij == (0, 1) else "v"
+    cols = live.plane_columns(np.zeros((1, 1, 4)), key, teacher)
+    lines = cols[f"live-{key}-optimal-lines"]
+    points = cols[f"live-{key}-optimal-points"]
+    seg = np.stack([lines[c] for c in ("x0", "y0", "x1", "y1")], axis=1) if len(lines["x0"]) \
+        else np.empty((0, 4))
+    return seg, np.stack([points["x"], points["y"]], axis=1)
 
 
-# -- 1. the optimal set keeps its structure when the teacher changes ---------------------------
-@pytest.mark.parametrize("ij, labels", PLANES)
-def test_plane_overlay_has_the_same_layers_for_both_teachers(ij, labels):
+# -- 1. the planes' columns: the same layers for both teachers, tails and heads -----------------
+@pytest.mark.parametrize("key", ["w", "v"])
+def test_plane_columns_have_the_same_layers_for_both_teachers(key):
     hist = np.random.default_rng(0).uniform(-1, 1, (3, 12, 4))
-    a = plane_elements(hist, ij, labels, teacher="paper000")
-    b = plane_elements(hist, ij, labels, teacher="paper001")
-    # a teacher switch must replace data, never add or drop a layer (stale renderers otherwise)
-    assert _structure(a) == _structure(b)
-    assert _structure(optimal_set("paper000", ij, labels)) == _structure(
-        optimal_set("paper001", ij, labels))
-    # the x axis is named after the plane: Panel links the ranges of plots whose axes share a
-    # name, so a generic name (x0) would tie the (w1, w2) and (v1, v2) planes together
-    for plane in (a, b):
-        assert hv.render(plane).x_range.tags[0][0][0] == labels[0]
+    a = live.plane_columns(hist, key, "paper000")
+    b = live.plane_columns(hist, key, "paper001")
+    # a teacher switch replaces data, never adds or drops a layer (no stale renderer is left)
+    assert {k: sorted(v) for k, v in a.items()} == {k: sorted(v) for k, v in b.items()}
+    sources = {s.name for s in live.plane_figure(key).select(type=ColumnDataSource)}
+    assert sources == set(a)  # every column set has its source in the figure, and no other
+
+
+@pytest.mark.parametrize("key", ["w", "v"])
+def test_plane_tails_fade_in_and_heads_are_the_last_finite_points(key):
+    ij = live.PLANES[key][0]
+    hist = np.random.default_rng(1).normal(size=(4, 30, 4))
+    hist[1, -3:] = np.nan  # trajectory 1 stopped three records ago (diverged)
+    cols = live.plane_columns(hist, key, "paper000", tail=10)
+    seg, heads = cols[f"live-{key}-segments"], cols[f"live-{key}-heads"]
+    labels = live.PLANES[key][1]
+    last = np.array([hist[r, -1 if r != 1 else -4, list(ij)] for r in range(4)])
+    np.testing.assert_array_equal(np.stack([heads[labels[0]], heads[labels[1]]], axis=1), last)
+    # 9 segments between the last 10 records of each, minus the 3 touching the NaN records
+    assert len(seg["x0"]) == 4 * 9 - 3
+    for r in range(4):  # older segments are fainter; the newest is opaque
+        fade = seg["fade"][seg["color"] == r]
+        assert np.all(np.diff(fade) > 0) and fade[0] >= 0.08
+        if r != 1:
+            assert fade[-1] == 1.0
+    first = seg["color"] == 0  # segment k joins records k and k+1 of the tail
+    np.testing.assert_array_equal(seg["x0"][first][1:], seg["x1"][first][:-1])
 
 
 @pytest.mark.parametrize("ij, labels", PLANES)

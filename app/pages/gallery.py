@@ -1,6 +1,6 @@
 """The presets gallery: the papers' figures and lesson prompts of ``assets/presets.yaml``, each
-opening the right page with the right parameters — and the same link for a class, with the
-advanced controls hidden (see :meth:`app.pages.teacher.TeacherLinks.apply_teacher`)."""
+opening the right page with the right parameters — and the same view for a class, in the class
+mode (:mod:`app.classmode`) with the advanced controls hidden."""
 
 from __future__ import annotations
 
@@ -54,9 +54,10 @@ class GalleryPage(Page):
         intro = pn.pane.Markdown(
             "## Presets gallery\n\nEach card opens a page with the parameters of a figure of "
             "the papers or of a lesson, and says what to look for. **Open** gives the full "
-            "page; **class link** opens the same view with the advanced controls (seeds, "
-            "resolutions, step caps) hidden — hand it to students. Add `&lock=sigma2,lr` to a "
-            "link to fix those controls as well.", sizing_mode="stretch_width")
+            "page, built for you; **class link** opens the same view in the class mode, built "
+            "once and served to a whole room, with the advanced controls (seeds, resolutions, "
+            "step caps) hidden — hand it to students. Add `&lock=sigma2,lr` to a link to fix "
+            "those controls as well.", sizing_mode="stretch_width")
         sections = [intro]
         presets = load_presets()
         for page, (title, papers, shot) in SECTIONS.items():
@@ -79,7 +80,8 @@ class GalleryPage(Page):
         title = html.escape(preset["title"])
         prompt = html.escape(preset["prompt"])
         open_link = html.escape(preset_link(page, preset["id"]))
-        class_link = html.escape(preset_link(page, preset["id"], hide="advanced"))
+        # the class mode (/class, beside /app): built once and served to the whole room
+        class_link = html.escape("class" + preset_link(page, preset["id"], hide="advanced"))
         return pn.pane.HTML(
             f"<div class='atlas-card' data-preset='{html.escape(preset['id'])}'>"
             f"<div class='atlas-card-title'>{title}</div><p>{prompt}</p>"

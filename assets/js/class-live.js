@@ -158,6 +158,7 @@
     } finally {
       state.busy = false;
       $("busy").hidden = true;
+      if (state.dirty && !state.playing) setTimeout(settle, 0);  // changed while it was out
     }
   }
   async function loadPi(pi) {

@@ -74,3 +74,20 @@ def test_the_gallery_opens_a_preset(server, context):
     assert "preset=quick" in page.url and "page=escape" in page.url
     assert page.get_by_text("quick look (200 trajectories").count() >= 1
     assert errors == [] and external == []
+
+
+def test_the_gallerys_class_link_opens_the_class_mode(server, context):
+    """The contract of issue 16: a class link is ``/class?page=<slug>&…``; the live page's
+    opens its class mode (a page whose Play is a plain ``<button>``), the others their page."""
+    page, errors, external = context
+    page.goto(server + "?page=gallery")
+    page.wait_for_selector(".atlas-card", timeout=60_000)
+    href = page.locator(".atlas-card[data-preset='p000-s1'] a.atlas-class").get_attribute("href")
+    assert href.startswith("class?") and "page=trajectories" in href and "hide=advanced" in href
+    page.locator(".atlas-card[data-preset='p000-s1'] a.atlas-class").click()
+    page.wait_for_function("() => location.pathname.endsWith('/class')", timeout=30_000)
+    page.wait_for_selector("button#play", timeout=30_000)
+    assert "Play" in page.locator("button#play").inner_text()
+    page.wait_for_function("() => location.search.includes('sigma2=1')", timeout=30_000)
+    assert page.locator(".atlas-seed").is_hidden()  # hide=advanced holds in the class mode
+    assert errors == [] and external == []
