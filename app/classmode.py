@@ -45,7 +45,7 @@ from . import sweeps
 from .cache import canonical, get_cache
 from .presets import load_presets
 from .state import EnsembleParams, StabilityParams, TrajectoryRun
-from .urlstate import apply_values, teacher_fields
+from .urlstate import apply_values, coerce, teacher_fields
 
 log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -250,10 +250,20 @@ def compute_frame(parent: TrajectoryRun | None, query: dict, action: str, key: s
         run, notices = fresh_run(query)
         locked, hidden, more = teacher_fields(query, FIELDS, ADVANCED, EXTRAS)
         teacher, notices = {"lock": locked, "hide": hidden}, notices + more
+        values = values_of(run)
+        run.locked = {n: values[n] for n in locked}
     else:
         run, notices = parent.copy(), []
-        notices += apply_values(run.model, query, MODEL_FIELDS + START_FIELDS)
-        notices += apply_values(run, query, RUN_FIELDS)
+        run.locked = dict(parent.locked)
+        # a teacher's lock holds on the server too: a tampered request cannot move it
+        free = {k: v for k, v in query.items() if k not in run.locked}
+        notices += apply_values(run.model, free, MODEL_FIELDS + START_FIELDS)
+        notices += apply_values(run, free, RUN_FIELDS)
+        for name in sorted(set(query) & set(run.locked)):
+            owner = run.model if name in run.model.param else run
+            if coerce(owner, name, query[name])[0] != run.locked[name]:
+                notices.append(f"{owner.param[name].label or name} is fixed by this lesson's "
+                               f"link: kept {run.locked[name]}.")
     if action == "reset":
         run.reset("Reset: new start from step 0 with the same seed.")
     elif action == "step":
@@ -501,6 +511,9 @@ class ClassHandler(_Handler):
     async def get(self) -> None:
         from .pages import DEFAULT_PAGE, PAGES
 
+        if self.request.path.endswith("/"):  # /class/: its relative links would miss the API
+            self.redirect("../class" + (f"?{self.request.query}" if self.request.query else ""))
+            return
         try:
             query = self.query()
         except BadRequest as exc:

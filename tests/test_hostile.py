@@ -5,8 +5,10 @@ NaN/inf; divergence over η ∈ [1e−4, 1e3] is reported, never raised."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import re
 
 import holoviews as hv
 import numpy as np
@@ -204,3 +206,109 @@ def test_browser_values_are_validated_before_panel_applies_them(slug, caplog):
         assert any("lr" in n or "η" in n or "clamp" in n or "kept" in n for n in page._notices)
     finally:
         page.cleanup()
+
+
+# -- the class mode's JSON API and page (app/classmode.py) -------------------------------------
+
+#: what a tampered link can carry, as text
+LINK_VALUES = [1e6, -5, math.nan, math.inf, -math.inf, 1e300, 10**15, 2.5, "garbage", "",
+               "<script>alert(1)</script>", "'\"><img src=x onerror=alert(1)>", "\x00\r\nX: y",
+               "é" * 300]
+
+
+def _class_mode_requests(paths):
+    """GET every path on a server of the class mode's routes; ``[(path, response)]``."""
+    import asyncio
+
+    import tornado.web
+    from tornado.httpclient import AsyncHTTPClient
+
+    from app import classmode
+    from tests.support import free_port
+
+    async def main():
+        port = free_port()
+        server = tornado.web.Application(classmode.routes()).listen(port, address="127.0.0.1")
+        client = AsyncHTTPClient(force_instance=True)
+        try:
+            return [(p, await client.fetch(f"http://127.0.0.1:{port}{p}", raise_error=False,
+                                           follow_redirects=False, request_timeout=60))
+                    for p in paths]
+        finally:
+            client.close()
+            server.stop()
+
+    return asyncio.run(main())
+
+
+def test_class_mode_answers_hostile_links_with_json_notices_or_errors(monkeypatch):
+    """Every field of ``/api/live/frame`` (and the run, the action, the teacher's lock/hide),
+    the π map's and the class page's parameters are sent the hostile values: never a 500 or a
+    traceback; a 200 is strict JSON whose values are valid and whose every correction has a
+    notice; a refusal is a JSON error; the page never echoes the markup."""
+    from urllib.parse import urlencode
+
+    from app import cache, classmode
+
+    monkeypatch.setattr(cache, "_CACHE", cache.DatasetCache())
+    classmode.reset_stores()
+    owners = {f: st.EnsembleParams for f in classmode.MODEL_FIELDS + classmode.START_FIELDS}
+    owners |= {f: st.TrajectoryRun for f in classmode.RUN_FIELDS}
+
+    def strict(body):
+        return json.loads(body, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+
+    names = [*classmode.FIELDS, "preset", "lock", "hide", "action", "run"]
+    frames = [(name, value, "/api/live/frame?" + urlencode(
+        {"action": "none", name: str(value)})) for name in names for value in LINK_VALUES]
+    pis = [("/api/live/pi?" + urlencode({"sigma2": str(v), "teacher": "paper001"})) for v in LINK_VALUES]
+    pis += [("/api/live/pi?" + urlencode({"teacher": str(v)})) for v in LINK_VALUES]
+    pages = [("/class?" + urlencode({"page": str(v), "lr": str(v)})) for v in LINK_VALUES]
+    pages += [("/class?" + urlencode({"page": "trajectories", "preset": str(v)})) for v in LINK_VALUES]
+    worst = "/api/live/frame?" + urlencode({"action": "step", "n_trajectories": "1e6",
+                                            "batch_size": "1e6", "steps_per_frame": "1e300"})
+    try:
+        answers = _class_mode_requests([p for *_, p in frames] + pis + pages + [worst])
+    finally:
+        classmode.reset_stores()
+    for path, resp in answers:
+        body = resp.body or b""
+        assert resp.code in (200, 302, 400, 404), (path, resp.code, body[:300])
+        assert b"Traceback" not in body, path
+    by_path = dict(answers)
+
+    for name, value, path in frames:
+        resp = by_path[path]
+        if resp.code != 200:
+            assert name in ("action", "run"), (path, resp.code)
+            error = strict(resp.body)
+            assert error["status"] == resp.code and error["error"]
+            continue
+        data = strict(resp.body)
+        assert all(isinstance(n, str) for n in data["notices"])
+        for field, taken in data["values"].items():  # whatever was kept is valid
+            owners[field].param[field]._validate(taken)
+        if name not in owners:
+            continue
+        taken = data["values"][name]
+        try:
+            silent = float(value) == float(taken)
+        except (TypeError, ValueError):
+            silent = str(value) == str(taken)
+        assert silent or data["notices"], (name, value, taken)  # each correction is said
+
+    for path in pis:
+        data = strict(by_path[path].body)
+        assert 1e-4 <= data["sigma2"] <= 100 and data["teacher"] in ("paper000", "paper001")
+    for path in pages:
+        resp = by_path[path]
+        if resp.code == 302:  # an unknown page: the class page of the default page
+            location = resp.headers["Location"]
+            assert location.startswith(("class?", "app?")) and not re.search(r"[\s<>\"']", location)
+        else:
+            assert resp.code == 200 and b"onerror=alert" not in resp.body
+            assert b"<script>alert(1)" not in resp.body
+    # the most expensive link still buys one frame within the work budget
+    data = strict(by_path[worst].body)
+    assert data["n"] == 100 and data["values"]["batch_size"] == 1024
+    assert 0 < data["step"] <= st.TrajectoryRun.work_budget // (100 * 1024) == data["capped"]

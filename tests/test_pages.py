@@ -254,14 +254,16 @@ def test_where_am_i_reuses_the_stability_pages_map():
         np.testing.assert_allclose(np.sort(pts["w"]), np.sort(w))
         low = page._pi_ds.copy()
         low["valley"] = -abs(low.valley)  # as at σ² = 0.1: C lies at v < 0, outside [0, 2]²
-        assert pi_columns(low)[1].endswith("(valley C outside this window)")
-        assert "valley C" not in _title(page, "where")
+        assert pi_columns(low)[0]["live-where-note"]["text"] == ["valley C: outside this window"]
+        assert pi_columns(low)[0]["live-where-valley"]["x"].size == 0
+        assert _source(page, "live-where-note")["text"] == [""]
+        assert "σ² = 0.7" in _title(page, "where")
         assert len(_source(page, "live-where-valley")["x"]) > 0
-        assert pi_columns(None)[1].endswith("valley C: not computed yet")
+        assert pi_columns(None)[0]["live-where-note"]["text"] == ["computing the π map…"]
         assert stability_page._map(None).get(1).label == "valley C: not computed yet"
         page.run.model.teacher = "paper001"  # no π map for that teacher: said, not drawn
         assert page._pi_ds is None
-        assert _title(page, "where").endswith("valley C: paper 000 teacher only")
+        assert _source(page, "live-where-note")["text"] == ["π map: paper 000 teacher only"]
         assert np.isnan(_source(page, "live-where-image")["image"][0]).all()
     finally:
         page.cleanup()

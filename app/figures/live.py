@@ -58,6 +58,26 @@ def _figure(title: str, height: int, **kw):
     return p
 
 
+def _legend_above(p) -> None:
+    """The legend in one row above the plot: inside, it covered data (the optimal points at
+    (−1, 4), the loss curves) on a 420-px plot."""
+    legend = p.legend[0]
+    legend.orientation = "horizontal"
+    legend.click_policy = "hide"
+    legend.label_text_font_size = "11px"
+    legend.glyph_width = legend.glyph_height = 14
+    legend.padding = legend.margin = 2
+    legend.spacing = 10
+    legend.border_line_alpha = 0
+    p.add_layout(legend, "above")
+
+
+def _step_axis(p) -> None:
+    """The step axis from step 1: at least a decade more than the data (labels 10^0, 10^1, …),
+    where a range under one decade labelled 1000, 1500 and 2000 on top of each other."""
+    p.x_range.start = 1
+
+
 def _source(name: str, **columns) -> ColumnDataSource:
     return ColumnDataSource(data={k: np.asarray(v, dtype=float) for k, v in columns.items()},
                             name=name)
@@ -112,9 +132,7 @@ def plane_figure(key: str) -> figure:
     p.add_tools(HoverTool(renderers=[r], tooltips=[("trajectory", "@color{0}"),
                                                    (labels[0], f"@{labels[0]}{{0.000}}"),
                                                    (labels[1], f"@{labels[1]}{{0.000}}")]))
-    p.legend.location = "top_left"
-    p.legend.background_fill_alpha = 0.6
-    p.legend.click_policy = "hide"
+    _legend_above(p)
     return p
 
 
@@ -175,15 +193,14 @@ def loss_figure() -> figure:
     r = p.line("x", "y", source=median, line_color="black", line_width=3, legend_label="median")
     p.vspan(x="x", source=events, line_color=EVENT_COLOR, line_dash="dotted", line_width=2)
     p.add_tools(HoverTool(renderers=[r], tooltips=[("step", "@x{0,0}"), ("median loss", "@y{0.000e}")]))
-    p.legend.location = "bottom_left"
-    p.legend.background_fill_alpha = 0.6
-    p.legend.click_policy = "hide"
+    _legend_above(p)
+    _step_axis(p)
     return p
 
 
 def degeneration_figure() -> figure:
     """|w1 − w2| (red) and |v1 − v2| (blue) against the step: the distance to M_wv."""
-    p = _figure("distance to M_wv: |w1 − w2| (red), |v1 − v2| (blue)", 320, x_axis_type="log",
+    p = _figure("distance to M_wv", 320, x_axis_type="log",
                 y_axis_type="log", x_axis_label="step", y_axis_label="|w1 − w2|, |v1 − v2|")
     w = _source("live-deg-w", x=[], y=[])
     v = _source("live-deg-v", x=[], y=[])
@@ -191,9 +208,8 @@ def degeneration_figure() -> figure:
     p.line("x", "y", source=w, line_color=W_COLOR, line_alpha=0.45, legend_label="|w1 − w2|")
     p.line("x", "y", source=v, line_color=V_COLOR, line_alpha=0.45, legend_label="|v1 − v2|")
     p.vspan(x="x", source=events, line_color=EVENT_COLOR, line_dash="dotted", line_width=2)
-    p.legend.location = "bottom_left"
-    p.legend.background_fill_alpha = 0.6
-    p.legend.click_policy = "hide"
+    _legend_above(p)
+    _step_axis(p)
     return p
 
 
@@ -252,11 +268,11 @@ def where_figure() -> figure:
     p.line("x", "y", source=valley, line_color=W_COLOR, line_width=2, legend_label="valley C")
     r = p.scatter("w", "v", source=points, size=9, fill_color="#ff7f0e", line_color="black",
                   legend_label="trajectories (projected)")
-    p.add_glyph(note, Text(x="x", y="y", text="text", text_align="center", text_color="#555"))
+    p.add_glyph(note, Text(x="x", y="y", text="text", text_align="center", text_color="#555",
+                           text_font_size="12px"))
     p.add_tools(HoverTool(renderers=[r], tooltips=[("w", "@w{0.000}"), ("v", "@v{0.000}"),
                                                    ("distance to M_wv", "@distance{0.000e}")]))
-    p.legend.location = "top_right"
-    p.legend.background_fill_alpha = 0.6
+    _legend_above(p)
     return p
 
 
@@ -270,29 +286,28 @@ def where_columns(ds: xr.Dataset) -> dict[str, dict]:
 
 def pi_columns(pi: xr.Dataset | None, teacher: str = "paper000") -> tuple[dict[str, dict], str]:
     """(columns, title) of the π map and its valley curve: ``pi`` is the stability page's
-    π-map Dataset, or None while it is computed (or for another teacher, which has none)."""
+    π-map Dataset, or None while it is computed (or for another teacher, which has none). What
+    is missing is said in the plot (its note): the map, or the valley curve C when it lies
+    outside the window [0, 2]² (as at σ² = 0.1, where v* < 0)."""
     if pi is None:
         other = teacher != "paper000"
-        text = "π map for the paper 000 teacher only" if other else "computing the π map…"
-        label = "valley C: " + ("paper 000 teacher only" if other else "not computed yet")
+        text = "π map: paper 000 teacher only" if other else "computing the π map…"
         cols = {"live-where-image": {"image": [np.full((2, 2), np.nan)], "x": [0.0], "y": [0.0],
                                      "dw": [2.0], "dh": [2.0]},
                 "live-where-valley": {"x": np.empty(0), "y": np.empty(0)},
                 "live-where-note": {"x": [1.0], "y": [1.0], "text": [text]}}
-        return cols, "where am I on M_wv — " + label
+        return cols, "where am I on M_wv"
     w, v = pi.w.values, pi.v.values
     valley = pi.valley.values
     ok = (valley >= 0) & (valley <= 2)
     dw, dh = (w[-1] - w[0]) * len(w) / max(len(w) - 1, 1), (v[-1] - v[0]) * len(v) / max(len(v) - 1, 1)
+    note = "" if ok.any() else "valley C: outside this window"
     cols = {"live-where-image": {"image": [_finite(pi.pi_small_lr.values.T)],
                                  "x": [float(w[0] - dw / len(w) / 2)],
                                  "y": [float(v[0] - dh / len(v) / 2)], "dw": [float(dw)], "dh": [float(dh)]},
             "live-where-valley": {"x": w[ok], "y": valley[ok]},
-            "live-where-note": {"x": [1.0], "y": [1.0], "text": [""]}}
-    title = f"where am I: π map of the stability page, σ² = {float(pi.attrs['sigma2']):.3g}"
-    if not ok.any():
-        title += " (valley C outside this window)"
-    return cols, title
+            "live-where-note": {"x": [1.0], "y": [1.9], "text": [note]}}
+    return cols, f"where am I — π map, σ² = {float(pi.attrs['sigma2']):.3g}"
 
 
 # -- everything at once ---------------------------------------------------------------------------
@@ -316,7 +331,7 @@ def live_columns(ds: xr.Dataset) -> dict[str, dict]:
 
 
 def loss_title(ds: xr.Dataset) -> str:
-    return ("expected loss E[½(f − T)²] (grey), training loss (green)" if "train_loss" in ds
+    return ("loss: expected (grey), training (green)" if "train_loss" in ds
             else "expected loss E[½(f − T)²]")
 
 

@@ -14,6 +14,7 @@
   document.querySelectorAll("[data-slider]").forEach((el) => { controls[el.dataset.slider].slider = el; });
 
   // -- figures ------------------------------------------------------------------------------
+  const { ndarray } = Bokeh.require("core/util/ndarray");
   const doc = () => (window.Bokeh && Bokeh.documents.length ? Bokeh.documents[0] : null);
   function decode(cols) {
     const out = {};
@@ -22,11 +23,8 @@
       const bin = atob(v.f4), bytes = new Uint8Array(bin.length);
       for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
       const arr = new Float32Array(bytes.buffer);
-      if (v.shape) {
-        const [h, w] = v.shape, rows = [];
-        for (let r = 0; r < h; r++) rows.push(Array.from(arr.subarray(r * w, (r + 1) * w)));
-        out[name] = [rows];
-      } else { out[name] = arr; }
+      // an image is a 2-D array: Bokeh's own ndarray (BokehJS 3.9 refuses an array of rows)
+      out[name] = v.shape ? [ndarray(arr.buffer, { dtype: "float32", shape: v.shape })] : arr;
     }
     return out;
   }
