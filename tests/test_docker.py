@@ -112,6 +112,8 @@ def test_the_command_serves_the_dashboard_and_no_admin(container):
     _, base = container
     with urllib.request.urlopen(f"{base}/app", timeout=60) as r:
         assert r.status == 200 and "SGD Atlas" in r.read().decode()
+    with urllib.request.urlopen(f"{base}/class?page=trajectories", timeout=120) as r:
+        assert r.status == 200 and "Play</button>" in r.read().decode()  # the class mode too
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(f"{base}/admin", timeout=10)
     assert err.value.code == 404
