@@ -32,7 +32,9 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlencode
@@ -102,8 +104,10 @@ class SharedResults:
             _, (_, n) = self._items.popitem(last=False)
             self.nbytes -= n
 
-    async def get_or_compute(self, key: str, compute: Callable[[], tuple[Any, int]]):
-        """The value of ``key``: stored, being computed (awaited), or ``compute()`` in the pool."""
+    async def get_or_compute(self, key: str, compute: Callable[..., tuple[Any, int]], *args,
+                             executor=None):
+        """The value of ``key``: stored, being computed (awaited), or ``compute(*args)`` — which
+        returns ``(value, nbytes)`` — in ``executor`` (by default the thread pool)."""
         value = self.get(key)
         if value is not None:
             return value
@@ -113,7 +117,7 @@ class SharedResults:
         loop = asyncio.get_running_loop()
         future = self._pending[key] = loop.create_future()
         try:
-            value, nbytes = await loop.run_in_executor(pool(), compute)
+            value, nbytes = await loop.run_in_executor(executor or pool(), compute, *args)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: nobody else may be waiting
@@ -127,31 +131,81 @@ class SharedResults:
 
 
 _POOL: ThreadPoolExecutor | None = None
+_FRAMES: Executor | None = None
 _RUNS: SharedResults | None = None
 _PAGES: SharedResults | None = None
 _PI: SharedResults | None = None
+_SNAPSHOTS: SharedResults | None = None
 
 
 def pool() -> ThreadPoolExecutor:
+    """Threads for the pages' building and the π maps (numba releases the GIL there)."""
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="class-mode")
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="class-mode")
     return _POOL
 
 
+def frames_executor() -> Executor:
+    """Where frames are computed: one worker process, so that their Python (≈ 4 ms a frame,
+    GIL-bound: 1, 2 or 4 threads gave 167, 217 and 152 frames/s in process) runs on the second
+    core while the server's loop answers requests on the first. ``SGD_ATLAS_CLASS_WORKER=0``
+    computes them in a thread of the server instead (tests, debugging)."""
+    global _FRAMES
+    if _FRAMES is None:
+        if os.environ.get("SGD_ATLAS_CLASS_WORKER", "1") == "0":
+            _FRAMES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="class-frames")
+        else:
+            _FRAMES = ProcessPoolExecutor(max_workers=1, initializer=_worker_start,
+                                          mp_context=multiprocessing.get_context("spawn"))
+    return _FRAMES
+
+
+def _worker_start() -> None:
+    """In the frame worker: Ctrl-C is the server's to handle (the worker ends with it: its
+    requests' pipe closes), the kernels are loaded from numba's cache, start-up objects are
+    kept out of the full garbage collections."""
+    import gc
+    import signal
+
+    from engine.warmup import compile_all
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    compile_all()
+    gc.collect()
+    gc.freeze()
+
+
+def _ping() -> tuple[int, int]:
+    return os.getpid(), 0
+
+
+def snapshots() -> SharedResults:
+    """The runs' states (snapshots), in the process that computes frames, least recently used
+    dropped past ``SGD_ATLAS_CLASS_BYTES`` of arrays (default 64 MiB: ~1500 states of 8
+    trajectories 20 frames into their run; a class of 60 playing needs its 60 latest)."""
+    global _SNAPSHOTS
+    if _SNAPSHOTS is None:
+        _SNAPSHOTS = SharedResults(int(os.environ.get("SGD_ATLAS_CLASS_BYTES", 64 * 2**20)))
+    return _SNAPSHOTS
+
+
 def stores() -> tuple[SharedResults, SharedResults, SharedResults]:
-    """(runs, pages, π maps) of this process."""
+    """(frames' answers, pages, π maps) of this server process. Answers are kept for identical
+    requests arriving together or soon after (16 MiB: ~200 frames); the states themselves are
+    in :func:`snapshots`."""
     global _RUNS, _PAGES, _PI
     if _RUNS is None:
-        budget = int(os.environ.get("SGD_ATLAS_CLASS_BYTES", 64 * 2**20))
-        _RUNS, _PAGES, _PI = SharedResults(budget), SharedResults(64 * 2**20), SharedResults(32 * 2**20)
+        _RUNS, _PAGES, _PI = SharedResults(16 * 2**20), SharedResults(64 * 2**20), SharedResults(32 * 2**20)
     return _RUNS, _PAGES, _PI
 
 
 def reset_stores() -> None:
-    """Forget every stored run, page and π map (tests)."""
-    global _RUNS, _PAGES, _PI
-    _RUNS = _PAGES = _PI = None
+    """Forget every stored run, page and π map, and stop the frame worker (tests)."""
+    global _RUNS, _PAGES, _PI, _SNAPSHOTS, _FRAMES
+    if _FRAMES is not None:
+        _FRAMES.shutdown(wait=False, cancel_futures=True)
+    _RUNS = _PAGES = _PI = _SNAPSHOTS = _FRAMES = None
 
 
 # -- validated inputs ---------------------------------------------------------------------------
@@ -243,57 +297,103 @@ def frame_payload(run: TrajectoryRun, key: str, notices: list[str]) -> dict:
     }
 
 
-def compute_frame(parent: TrajectoryRun | None, query: dict, action: str, key: str):
-    """(payload bytes, the new state) for a request; runs in the pool."""
+def _changed(run: TrajectoryRun, query: dict) -> dict:
+    """The query's values that differ from the run's as written (a class's requests carry all
+    fourteen values; validating only the changed ones saves most of a millisecond a frame)."""
+    now = values_of(run)
+    return {k: v for k, v in query.items() if k in now and str(v) != str(now[k])}
+
+
+def compute_frame(parent: dict | None, query: dict, action: str, key: str):
+    """((payload bytes, the new state's snapshot), its size) for a request; runs in the pool.
+
+    ``parent`` is the snapshot (:meth:`app.state.TrajectoryRun.snapshot`) the request starts
+    from, None for a fresh run from the link's values."""
     teacher = {}
     if parent is None:
         run, notices = fresh_run(query)
         locked, hidden, more = teacher_fields(query, FIELDS, ADVANCED, EXTRAS)
         teacher, notices = {"lock": locked, "hide": hidden}, notices + more
         values = values_of(run)
-        run.locked = {n: values[n] for n in locked}
+        held = {n: values[n] for n in locked}
     else:
-        run, notices = parent.copy(), []
-        run.locked = dict(parent.locked)
+        run, notices, held = TrajectoryRun.restore(parent), [], parent["locked"]
+        changed = _changed(run, query)
         # a teacher's lock holds on the server too: a tampered request cannot move it
-        free = {k: v for k, v in query.items() if k not in run.locked}
+        free = {k: v for k, v in changed.items() if k not in held}
         notices += apply_values(run.model, free, MODEL_FIELDS + START_FIELDS)
         notices += apply_values(run, free, RUN_FIELDS)
-        for name in sorted(set(query) & set(run.locked)):
+        for name in sorted(set(changed) & set(held)):
             owner = run.model if name in run.model.param else run
-            if coerce(owner, name, query[name])[0] != run.locked[name]:
+            if coerce(owner, name, changed[name])[0] != held[name]:
                 notices.append(f"{owner.param[name].label or name} is fixed by this lesson's "
-                               f"link: kept {run.locked[name]}.")
+                               f"link: kept {held[name]}.")
     if action == "reset":
         run.reset("Reset: new start from step 0 with the same seed.")
     elif action == "step":
         if run.diverged:  # Play again after a blow-up: continue with the trajectories still running
             run.diverged, run.message = False, ""
-        run.advance()
+        run.advance(cache=False)  # states are shared here; chunks are not worth caching
     body = json.dumps(frame_payload(run, key, notices) | teacher, separators=(",", ":"),
                       allow_nan=False).encode()
-    return (body, run), len(body) + run.nbytes()
+    snap = run.snapshot() | {"locked": held}
+    return (body, snap), run.nbytes()
+
+
+def frame_work(parent_key: str, query: dict, action: str, key: str) -> tuple[bytes, int]:
+    """One frame where frames are computed (:func:`frames_executor`): from the stored state
+    ``parent_key`` ("" for a fresh run) to the state ``key``, which is stored; its answer."""
+    store = snapshots()
+    parent = None
+    if parent_key:
+        parent = store.get(parent_key)  # a snapshot: never modified, only restored from
+        if parent is None:
+            raise Gone("This run is no longer on the server (it was restarted or the run was "
+                       "evicted to save memory): press Reset to start again.")
+    (body, snap), size = compute_frame(parent, query, action, key)
+    store.put(key, snap, size)
+    return body, len(body)
+
+
+def export_work(key: str, link: str) -> bytes:
+    """The stored run ``key`` as netCDF (where frames are computed)."""
+    snap = snapshots().get(key) if len(key) == 32 else None
+    if snap is None:
+        raise Gone("This run is no longer on the server: press Reset, then export again.")
+    return export_bytes(TrajectoryRun.restore(snap), link)
+
+
+def _worker_died() -> Gone:
+    global _FRAMES
+    log.exception("the class mode's frame worker died; starting another")
+    _FRAMES = None
+    return Gone("The server restarted its computations: press Reset to start again.")
+
+
+async def in_frames_worker(fn, *args):
+    """``fn(*args)`` in :func:`frames_executor`; a worker that died is replaced (its runs are
+    gone: the student is told to press Reset)."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(frames_executor(), fn, *args)
+    except BrokenProcessPool:
+        raise _worker_died() from None
 
 
 async def frame(query: dict) -> bytes:
-    """The JSON answer of ``/api/live/frame`` for a validated query."""
+    """The JSON answer of ``/api/live/frame`` for a validated query; identical requests (a
+    class following one link) are computed once."""
     action = query.get("action", "none")
     if action not in ACTIONS:
         raise BadRequest(f"action must be one of {', '.join(ACTIONS)}, not {action[:40]!r}.")
     parent_key = query.get("run", "")
-    runs = stores()[0]
-    parent = None
-    if parent_key:
-        if len(parent_key) != 32 or not set(parent_key) <= _RUN_ID:
-            raise BadRequest("run must be the 32-hex-digit name of a run this server gave out.")
-        stored = runs.get(parent_key)
-        if stored is None:
-            raise Gone("This run is no longer on the server (it was restarted or the run was "
-                       "evicted to save memory): press Reset to start again.")
-        parent = stored[1]
+    if parent_key and (len(parent_key) != 32 or not set(parent_key) <= _RUN_ID):
+        raise BadRequest("run must be the 32-hex-digit name of a run this server gave out.")
     key = run_key(parent_key, query, action)
-    body, _ = await runs.get_or_compute(key, lambda: compute_frame(parent, query, action, key))
-    return body
+    try:
+        return await stores()[0].get_or_compute(key, frame_work, parent_key, query, action, key,
+                                                executor=frames_executor())
+    except BrokenProcessPool:
+        raise _worker_died() from None
 
 
 async def pi_map(query: dict) -> bytes:
@@ -414,8 +514,11 @@ def build_live_page(preset: str = "") -> bytes:
               "png_js": browser_code("png-export"), "copy_js": browser_code("copy-link")}
     js = "\n".join((ASSETS / "js" / f"{n}.js").read_text(encoding="utf-8")
                    for n in ("class-live",))
+    # BokehJS alone: Panel registers its extensions' bundles (tabulator, luxon, module shims:
+    # 563 kB a student) with Bokeh's resources, and this page uses none of them
     resources = "".join(f'<script src="{u}"></script>' for u in
-                        Resources(mode="server", root_url="./", components=["bokeh"]).js_files)
+                        Resources(mode="server", root_url="./", components=["bokeh"]).js_files
+                        if u.split("?")[0].endswith("/bokeh.min.js"))
     page = (ASSETS / "class.html").read_text(encoding="utf-8")
     fill = {
         "title": html.escape(f"SGD Atlas · {PAGES[SLUG][0]} · class"),
@@ -491,12 +594,7 @@ class ExportHandler(_Handler):
         try:
             query = self.query()
             key = query.get("run", "")
-            stored = stores()[0].get(key) if len(key) == 32 else None
-            if stored is None:
-                raise Gone("This run is no longer on the server: press Reset, then export again.")
-            link = query.get("link", "")
-            body = await asyncio.get_running_loop().run_in_executor(
-                pool(), export_bytes, stored[1], link)
+            body = await in_frames_worker(export_work, key, query.get("link", ""))
         except (BadRequest, Gone) as exc:
             self.send_error(400 if isinstance(exc, BadRequest) else 404, exc_info=(type(exc), exc, None))
             return
@@ -547,6 +645,7 @@ async def warm_up() -> float:
     seconds it took."""
     t0 = time.perf_counter()
     try:
+        await in_frames_worker(_ping)  # the frame worker starts (and loads the kernels) now
         for preset in ["", *(p["id"] for p in load_presets().get(SLUG, []))]:
             await class_page(SLUG, preset)
     except Exception:

@@ -270,15 +270,17 @@ def draw_queue() -> DrawQueue:
     return _DRAW_QUEUES[loop]
 
 
-def freeze_startup_objects() -> bool:
+def freeze_startup_objects(again: bool = False) -> bool:
     """Move what exists after start-up (imported libraries, compiled kernels: ~350 000 objects)
     out of the garbage collector's full passes, once per process.
 
     They live as long as the server, yet every full collection walked them: with thirty
     sessions open a full pass took 1.3 s of the loop, 0.58 s after this (measured in
     process, CPython 3.11). Objects made later — every session's — are collected as before.
-    Returns whether this call froze (False when already done)."""
-    if gc.get_freeze_count():
+    With ``again``, what start-up added since the last freeze is frozen too (the class pages
+    built after the first session). Returns whether this call froze (False when already
+    done)."""
+    if gc.get_freeze_count() and not again:
         return False
     gc.collect()
     gc.freeze()

@@ -224,13 +224,16 @@ class TrajectoryRun(param.Parameterized):
     #: trajectories × batch size is capped so that no link can buy minutes of CPU
     work_budget = 5_000_000
 
-    def __init__(self, **params):
+    def __init__(self, _snapshot: dict | None = None, **params):
         params.setdefault("model", EnsembleParams())
         super().__init__(**params)
         self.events: list[tuple[int, str]] = []
         self._live_values = {k: getattr(self.model, k) for k in LIVE_PARAMS}
         self.model.param.watch(self._on_model_change, list(LIVE_PARAMS + RESTART_PARAMS))
-        self.reset()
+        if _snapshot is None:
+            self.reset()
+        else:  # :meth:`restore`: the state is the snapshot's, no fresh start to compute first
+            self._load(_snapshot)
 
     # -- state transitions -------------------------------------------------------------------
     def reset(self, reason: str = "") -> None:
@@ -303,13 +306,14 @@ class TrajectoryRun(param.Parameterized):
             raise ValueError("stale chunk: the run moved on since it was prepared")
         self._append(chunk, work.alive)
 
-    def advance(self, n_steps: int | None = None) -> xr.Dataset | None:
+    def advance(self, n_steps: int | None = None, cache: bool = True) -> xr.Dataset | None:
         """Take ``n_steps`` (default ``steps_per_frame``) SGD steps of the trajectories still
-        running, in the calling thread; returns the engine's chunk."""
+        running, in the calling thread; returns the engine's chunk (through the shared cache
+        unless ``cache`` is False)."""
         work = self.prepare(n_steps)
         if work is None:
             return None
-        chunk = work.compute()
+        chunk = work.compute(cache=cache)
         self.apply(work, chunk)
         return chunk
 
@@ -360,23 +364,38 @@ class TrajectoryRun(param.Parameterized):
         if self.hist_train_loss is not None:
             self.hist_train_loss = self.hist_train_loss[:, keep]
 
-    def copy(self) -> "TrajectoryRun":
-        """An independent copy (model, history, changes and flags): the class mode's runs
-        branch from shared states, and a step of one student must not move another's."""
+    _STATE = ("theta", "exit_step", "exit_reason", "hist_step", "hist_theta", "hist_loss",
+              "hist_train_loss")
+
+    def snapshot(self) -> dict:
+        """The run as plain values and arrays (no watchers, so no reference cycle: a store of
+        snapshots frees an evicted one at once, where stored runs waited for a full garbage
+        collection). :meth:`restore` makes a run of it again."""
         m = self.model
-        model = EnsembleParams(**{n: getattr(m, n) for n in m.param if n != "name"})
-        new = TrajectoryRun(model=model, steps_per_frame=self.steps_per_frame,
-                            frame_ms=self.frame_ms)
-        for name in ("theta", "exit_step", "exit_reason", "hist_step", "hist_theta", "hist_loss",
-                     "hist_train_loss"):
-            value = getattr(self, name)
-            setattr(new, name, None if value is None else value.copy())
-        new.events = list(self.events)
-        new._live_values = dict(self._live_values)
-        new.capped, new.resets = self.capped, self.resets
-        with param.parameterized.discard_events(new):
-            new.param.update(step=self.step, message=self.message, diverged=self.diverged)
-        return new
+        return {"model": {n: getattr(m, n) for n in m.param if n != "name"},
+                "run": {n: getattr(self, n) for n in ("steps_per_frame", "frame_ms", "step",
+                                                      "message", "diverged")},
+                "arrays": {n: getattr(self, n) for n in self._STATE},
+                "events": list(self.events), "live": dict(self._live_values),
+                "capped": self.capped, "resets": self.resets}
+
+    @classmethod
+    def restore(cls, snap: dict) -> "TrajectoryRun":
+        """A run from :meth:`snapshot` (its arrays copied: the snapshot may be shared)."""
+        return cls(_snapshot=snap, model=EnsembleParams(**snap["model"]),
+                   **{k: snap["run"][k] for k in ("steps_per_frame", "frame_ms")})
+
+    def _load(self, snap: dict) -> None:
+        for name, value in snap["arrays"].items():
+            setattr(self, name, None if value is None else value.copy())
+        self.events, self._live_values = list(snap["events"]), dict(snap["live"])
+        self.capped, self.resets = snap["capped"], snap["resets"]
+        with param.parameterized.discard_events(self):
+            self.param.update(**{k: snap["run"][k] for k in ("step", "message", "diverged")})
+
+    def copy(self) -> "TrajectoryRun":
+        """An independent copy (model, history, changes and flags)."""
+        return self.restore(self.snapshot())
 
     def nbytes(self) -> int:
         """Memory held by the history (what a store of runs budgets)."""
@@ -413,8 +432,13 @@ class ChunkWork:
     def __init__(self, theta0: np.ndarray, alive: np.ndarray, kwargs: dict):
         self.theta0, self.alive, self.kwargs = theta0, alive, kwargs
 
-    def compute(self) -> xr.Dataset:
-        """The chunk, from the shared cache or the engine (which releases the GIL)."""
+    def compute(self, cache: bool = True) -> xr.Dataset:
+        """The chunk, from the shared cache or the engine (which releases the GIL). The class
+        mode passes ``cache=False``: it shares whole states itself, and every chunk of every
+        student written to the disk cache cost 30 ms a frame and filled the memory budget
+        with chunks nobody asks for twice."""
+        if not cache:
+            return fa.run_ensemble(self.theta0, **self.kwargs)
         return get_cache().get_or_compute(
             "fa_ensemble", dict(self.kwargs, theta0=self.theta0),
             lambda: fa.run_ensemble(self.theta0, **self.kwargs))

@@ -14,6 +14,7 @@ import base64
 import contextlib
 import io
 import json
+import os
 import re
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -35,7 +36,9 @@ FLOOR = 1e-16  # the loss axis is logarithmic: zeros are drawn at this value
 # -- helpers ----------------------------------------------------------------------------------
 @pytest.fixture(autouse=True)
 def fresh_stores(monkeypatch):
-    """Every test starts with empty class-mode stores and its own (memory-only) engine cache."""
+    """Every test starts with empty class-mode stores and its own (memory-only) engine cache;
+    frames are computed in a thread of this process (their store is then readable here)."""
+    monkeypatch.setenv("SGD_ATLAS_CLASS_WORKER", "0")
     cm.reset_stores()
     monkeypatch.setattr(cache, "_CACHE", cache.DatasetCache())
     yield
@@ -57,7 +60,8 @@ def strict_json(body: bytes) -> dict:
 
 
 def stored(key: str) -> TrajectoryRun:
-    return cm.stores()[0].get(key)[1]
+    """The run a state name stands for (the store keeps its snapshot)."""
+    return TrajectoryRun.restore(cm.snapshots().get(key))
 
 
 def frame(**query) -> dict:
@@ -581,10 +585,40 @@ def test_run_store_budget_evicts_old_runs_which_then_answer_404(monkeypatch):
     cm.reset_stores()
     a = frame(lr=0.1)
     b = frame(lr=0.2)
-    runs = cm.stores()[0]
+    runs = cm.snapshots()
     assert len(runs) == 1 and runs.get(a["run"]) is None and runs.get(b["run"]) is not None
     with pytest.raises(cm.Gone):
         asyncio.run(cm.frame({"run": a["run"], "action": "step"}))
+
+
+def test_frames_from_the_worker_process_are_the_threads_frames(monkeypatch):
+    """The server computes frames in a worker process (the second core): a chain of requests
+    gives byte-identical answers there and in a thread, and the worker is another process."""
+    chain = [dict(preset="p000-s1", action="none"), dict(action="step"),
+             dict(action="step", lr="0.12"), dict(action="reset")]
+
+    def run_chain():
+        async def main():
+            out, key = [], ""
+            for q in chain:
+                body = await cm.frame({**q, **({"run": key} if key else {})})
+                key = json.loads(body)["run"]
+                out.append(body)
+            pid = await cm.in_frames_worker(cm._ping)
+            return out, pid[0]
+        return asyncio.run(main())
+
+    threads, pid = run_chain()
+    assert pid == os.getpid()
+    monkeypatch.setenv("SGD_ATLAS_CLASS_WORKER", "1")
+    cm.reset_stores()
+    try:
+        worker, pid = run_chain()
+        assert pid != os.getpid()
+    finally:
+        cm.reset_stores()
+    assert worker == threads
+    assert json.loads(worker[2])["events"] == [[500, "η → 0.12"]]
 
 
 # -- the π map -------------------------------------------------------------------------------------

@@ -233,3 +233,30 @@ def test_markers_on_a_real_cloud_match_its_trapped_fraction():
     np.testing.assert_allclose(xy[on_diagonal].sum(axis=0), 0, atol=0.1)
     np.testing.assert_allclose(xy[~on_diagonal].sum(axis=0), 0, atol=0.1)
     np.testing.assert_allclose(np.abs(v.array(["θ1", "θ2"])), 0.88, atol=0.1)
+
+
+# -- 3. the step plots draw their records evenly in log(step) ---------------------------------
+def test_step_plots_draw_at_most_k_records_spread_evenly_in_log_step():
+    steps = np.concatenate([[0], np.arange(1, 1201) * 50])  # a long run: records uniform in steps
+    keep = live.display_records(steps, k=240)
+    assert steps[keep[0]] == 50 and keep[-1] == steps.size - 1  # first and last record drawn
+    assert keep.size <= 241 and np.all(np.diff(keep) > 0)
+    gaps = np.diff(np.log(steps[keep]))
+    target = np.log(steps[-1] / steps[1]) / 239
+    # each gap in log(step) is the target's, or one record's where the records are sparser
+    assert gaps.max() <= target + np.diff(np.log(steps[1:])).max() + 1e-12
+    short = np.arange(0, 100) * 10  # fewer records than k: every one at step > 0 is drawn
+    np.testing.assert_array_equal(live.display_records(short, k=240), np.arange(1, 100))
+    # the drawn lines are the run's values at exactly those records, one NaN break each
+    rng = np.random.default_rng(2)
+    ds = xr.Dataset({"loss": (("trajectory", "step"), rng.uniform(0.1, 1, (3, steps.size))),
+                     "theta": (("trajectory", "step", "param"), rng.normal(size=(3, steps.size, 4)))},
+                    coords={"step": steps})
+    cols = live.loss_columns(ds)["live-loss-lines"]
+    y = cols["y"].reshape(3, keep.size + 1)
+    np.testing.assert_array_equal(y[:, :-1], ds.loss.values[:, keep])
+    assert np.isnan(y[:, -1]).all()
+    med = live.loss_columns(ds)["live-loss-median"]
+    np.testing.assert_array_equal(med["y"], np.median(ds.loss.values[:, keep], axis=0))
+    deg = live.degeneration_columns(ds)["live-deg-w"]["y"].reshape(3, keep.size + 1)[:, :-1]
+    np.testing.assert_array_equal(deg, np.abs(ds.theta.values[:, keep, 0] - ds.theta.values[:, keep, 1]))

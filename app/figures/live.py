@@ -167,11 +167,28 @@ def plane_columns(theta: np.ndarray, key: str, teacher: str, tail: int = TAIL) -
 
 
 # -- the loss and the distance to M_wv against the step ------------------------------------------
-def polylines(steps: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+DISPLAY_RECORDS = 240  # records per trajectory drawn on a log step axis
+
+
+def display_records(steps: np.ndarray, k: int = DISPLAY_RECORDS) -> np.ndarray:
+    """Indices of the records drawn on a log step axis: those at steps > 0, thinned to at most
+    about ``k`` spread evenly in log(step), the last one always kept. The run keeps up to 1200
+    records evenly in steps, most of them in its last decade, where a 420-px plot cannot
+    separate them; every frame sent them all to every browser (up to 0.3 MB a frame)."""
+    idx = np.flatnonzero(steps > 0)
+    if idx.size <= k:
+        return idx
+    s = steps[idx].astype(float)
+    pos = np.searchsorted(s, np.geomspace(s[0], s[-1], k))
+    return idx[np.unique(np.append(np.clip(pos, 0, idx.size - 1), idx.size - 1))]
+
+
+def polylines(steps: np.ndarray, values: np.ndarray,
+              keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """All trajectories as one polyline with NaN breaks (one cheap Bokeh line, not one per
-    trajectory); step 0 is dropped for the log axis."""
-    keep = steps > 0
-    n, k = values.shape[0], int(keep.sum())
+    trajectory) through the records ``keep`` (by default those at steps > 0: the log axis)."""
+    keep = np.flatnonzero(steps > 0) if keep is None else keep
+    n, k = values.shape[0], len(keep)
     x = np.full((n, k + 1), np.nan)
     y = np.full((n, k + 1), np.nan)
     x[:, :k] = steps[keep]
@@ -218,22 +235,22 @@ def _event_columns(ds: xr.Dataset) -> dict:
 
 
 def loss_columns(ds: xr.Dataset) -> dict[str, dict]:
-    """Columns of :func:`loss_figure` (zeros drawn at ``FLOOR`` on the log axis)."""
+    """Columns of :func:`loss_figure` at the :func:`display_records` (zeros drawn at ``FLOOR``
+    on the log axis); the median is over the trajectories at each of those records."""
     steps = ds.step.values
+    keep = display_records(steps)
     loss = np.maximum(_finite(ds.loss.values), FLOOR)
-    keep = steps > 0
-    sub = loss[:, keep]
-    med = np.full(int(keep.sum()), np.nan)
-    if sub.shape[0]:
+    med = np.full(len(keep), np.nan)
+    if loss.shape[0]:
         with warnings.catch_warnings():  # a step where every trajectory diverged has no median
             warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(sub, axis=0)
-    x, y = polylines(steps, loss)
+            med = np.nanmedian(loss[:, keep], axis=0)
+    x, y = polylines(steps, loss, keep)
     out = {"live-loss-lines": {"x": x, "y": y},
            "live-loss-median": {"x": steps[keep].astype(float), "y": med},
            "live-loss-events": _event_columns(ds)}
     if "train_loss" in ds:
-        tx, ty = polylines(steps, np.maximum(_finite(ds.train_loss.values), FLOOR))
+        tx, ty = polylines(steps, np.maximum(_finite(ds.train_loss.values), FLOOR), keep)
         out["live-loss-train"] = {"x": tx, "y": ty}
     else:
         out["live-loss-train"] = {"x": np.empty(0), "y": np.empty(0)}
@@ -241,11 +258,12 @@ def loss_columns(ds: xr.Dataset) -> dict[str, dict]:
 
 
 def degeneration_columns(ds: xr.Dataset) -> dict[str, dict]:
-    """Columns of :func:`degeneration_figure`."""
+    """Columns of :func:`degeneration_figure` at the :func:`display_records`."""
     steps, th = ds.step.values, _finite(ds.theta.values)
+    keep = display_records(steps)
     r = np.maximum(np.abs(th[:, :, 0] - th[:, :, 1]), FLOOR)
     s = np.maximum(np.abs(th[:, :, 2] - th[:, :, 3]), FLOOR)
-    (wx, wy), (vx, vy) = polylines(steps, r), polylines(steps, s)
+    (wx, wy), (vx, vy) = polylines(steps, r, keep), polylines(steps, s, keep)
     return {"live-deg-w": {"x": wx, "y": wy}, "live-deg-v": {"x": vx, "y": vy},
             "live-deg-events": _event_columns(ds)}
 
