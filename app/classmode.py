@@ -104,20 +104,18 @@ class SharedResults:
             _, (_, n) = self._items.popitem(last=False)
             self.nbytes -= n
 
-    async def get_or_compute(self, key: str, compute: Callable[..., tuple[Any, int]], *args,
-                             executor=None):
-        """The value of ``key``: stored, being computed (awaited), or ``compute(*args)`` — which
-        returns ``(value, nbytes)`` — in ``executor`` (by default the thread pool)."""
+    async def get_or_compute_async(self, key: str, compute) -> Any:
+        """Like :meth:`get_or_compute` with ``await compute()`` (which returns ``(value,
+        nbytes)``) instead of a call in the pool."""
         value = self.get(key)
         if value is not None:
             return value
         pending = self._pending.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
-        loop = asyncio.get_running_loop()
-        future = self._pending[key] = loop.create_future()
+        future = self._pending[key] = asyncio.get_running_loop().create_future()
         try:
-            value, nbytes = await loop.run_in_executor(executor or pool(), compute, *args)
+            value, nbytes = await compute()
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: nobody else may be waiting
@@ -128,6 +126,14 @@ class SharedResults:
         self.put(key, value, nbytes)
         future.set_result(value)
         return value
+
+    async def get_or_compute(self, key: str, compute: Callable[..., tuple[Any, int]], *args,
+                             executor=None):
+        """The value of ``key``: stored, being computed (awaited), or ``compute(*args)`` — which
+        returns ``(value, nbytes)`` — in ``executor`` (by default the thread pool)."""
+        loop = asyncio.get_running_loop()
+        return await self.get_or_compute_async(
+            key, lambda: loop.run_in_executor(executor or pool(), compute, *args))
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -146,19 +152,34 @@ def pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def frames_executor() -> Executor:
-    """Where frames are computed: one worker process, so that their Python (≈ 4 ms a frame,
-    GIL-bound: 1, 2 or 4 threads gave 167, 217 and 152 frames/s in process) runs on the second
-    core while the server's loop answers requests on the first. ``SGD_ATLAS_CLASS_WORKER=0``
-    computes them in a thread of the server instead (tests, debugging)."""
+def frame_workers() -> Executor:
+    """Where frames are computed: ``SGD_ATLAS_CLASS_WORKERS`` worker processes (default 2).
+    A frame is ≈ 4 ms of GIL-bound Python (1, 2 or 4 threads of one process gave 167, 217 and
+    152 frames/s); in worker processes it runs on both cores beside the server's loop, which
+    answers the requests. Workers hold nothing: a request's parent state goes to whichever
+    is free and the new state comes back to the server's store. ``SGD_ATLAS_CLASS_WORKERS=0``
+    computes in one thread of the server instead (tests, debugging)."""
     global _FRAMES
     if _FRAMES is None:
-        if os.environ.get("SGD_ATLAS_CLASS_WORKER", "1") == "0":
+        n = int(os.environ.get("SGD_ATLAS_CLASS_WORKERS", "2"))
+        if n <= 0:
             _FRAMES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="class-frames")
         else:
-            _FRAMES = ProcessPoolExecutor(max_workers=1, initializer=_worker_start,
+            _FRAMES = ProcessPoolExecutor(max_workers=n, initializer=_worker_start,
                                           mp_context=multiprocessing.get_context("spawn"))
     return _FRAMES
+
+
+async def in_worker(fn, *args):
+    """``fn(*args)`` in :func:`frame_workers`; a worker that died is replaced (the states are
+    the server's: nothing is lost but the frame, which the student asks again)."""
+    global _FRAMES
+    try:
+        return await asyncio.get_running_loop().run_in_executor(frame_workers(), fn, *args)
+    except BrokenProcessPool:
+        log.exception("a frame worker of the class mode died; starting new ones")
+        _FRAMES = None
+        raise BadRequest("The server restarted its computations: try again.") from None
 
 
 def _worker_start() -> None:
@@ -181,12 +202,12 @@ def _ping() -> tuple[int, int]:
 
 
 def snapshots() -> SharedResults:
-    """The runs' states (snapshots), in the process that computes frames, least recently used
-    dropped past ``SGD_ATLAS_CLASS_BYTES`` of arrays (default 64 MiB: ~1500 states of 8
-    trajectories 20 frames into their run; a class of 60 playing needs its 60 latest)."""
+    """The runs' states (snapshots) of this server process, least recently used
+    dropped past ``SGD_ATLAS_CLASS_BYTES`` of arrays (default 32 MiB; a class of 60 playing
+    needs its 60 latest states, ~50 kB each for 8 trajectories)."""
     global _SNAPSHOTS
     if _SNAPSHOTS is None:
-        _SNAPSHOTS = SharedResults(int(os.environ.get("SGD_ATLAS_CLASS_BYTES", 64 * 2**20)))
+        _SNAPSHOTS = SharedResults(int(os.environ.get("SGD_ATLAS_CLASS_BYTES", 32 * 2**20)))
     return _SNAPSHOTS
 
 
@@ -340,43 +361,14 @@ def compute_frame(parent: dict | None, query: dict, action: str, key: str):
     return (body, snap), run.nbytes()
 
 
-def frame_work(parent_key: str, query: dict, action: str, key: str) -> tuple[bytes, int]:
-    """One frame where frames are computed (:func:`frames_executor`): from the stored state
-    ``parent_key`` ("" for a fresh run) to the state ``key``, which is stored; its answer."""
-    store = snapshots()
-    parent = None
-    if parent_key:
-        parent = store.get(parent_key)  # a snapshot: never modified, only restored from
-        if parent is None:
-            raise Gone("This run is no longer on the server (it was restarted or the run was "
-                       "evicted to save memory): press Reset to start again.")
-    (body, snap), size = compute_frame(parent, query, action, key)
-    store.put(key, snap, size)
-    return body, len(body)
+def frame_work(parent: dict | None, query: dict, action: str, key: str):
+    """One frame, in a frame worker: :func:`compute_frame` from the snapshot ``parent``."""
+    return compute_frame(parent, query, action, key)
 
 
-def export_work(key: str, link: str) -> bytes:
-    """The stored run ``key`` as netCDF (where frames are computed)."""
-    snap = snapshots().get(key) if len(key) == 32 else None
-    if snap is None:
-        raise Gone("This run is no longer on the server: press Reset, then export again.")
+def export_work(snap: dict, link: str) -> bytes:
+    """A stored run as netCDF, in a frame worker."""
     return export_bytes(TrajectoryRun.restore(snap), link)
-
-
-def _worker_died() -> Gone:
-    global _FRAMES
-    log.exception("the class mode's frame worker died; starting another")
-    _FRAMES = None
-    return Gone("The server restarted its computations: press Reset to start again.")
-
-
-async def in_frames_worker(fn, *args):
-    """``fn(*args)`` in :func:`frames_executor`; a worker that died is replaced (its runs are
-    gone: the student is told to press Reset)."""
-    try:
-        return await asyncio.get_running_loop().run_in_executor(frames_executor(), fn, *args)
-    except BrokenProcessPool:
-        raise _worker_died() from None
 
 
 async def frame(query: dict) -> bytes:
@@ -388,12 +380,20 @@ async def frame(query: dict) -> bytes:
     parent_key = query.get("run", "")
     if parent_key and (len(parent_key) != 32 or not set(parent_key) <= _RUN_ID):
         raise BadRequest("run must be the 32-hex-digit name of a run this server gave out.")
+    parent = None
+    if parent_key:
+        parent = snapshots().get(parent_key)  # never modified, only restored from
+        if parent is None:
+            raise Gone("This run is no longer on the server (it was restarted or the run was "
+                       "evicted to save memory): press Reset to start again.")
     key = run_key(parent_key, query, action)
-    try:
-        return await stores()[0].get_or_compute(key, frame_work, parent_key, query, action, key,
-                                                executor=frames_executor())
-    except BrokenProcessPool:
-        raise _worker_died() from None
+
+    async def compute():
+        (body, snap), size = await in_worker(frame_work, parent, query, action, key)
+        snapshots().put(key, snap, size)
+        return body, len(body)
+
+    return await stores()[0].get_or_compute_async(key, compute)
 
 
 async def pi_map(query: dict) -> bytes:
@@ -594,7 +594,10 @@ class ExportHandler(_Handler):
         try:
             query = self.query()
             key = query.get("run", "")
-            body = await in_frames_worker(export_work, key, query.get("link", ""))
+            snap = snapshots().get(key) if len(key) == 32 else None
+            if snap is None:
+                raise Gone("This run is no longer on the server: press Reset, then export again.")
+            body = await in_worker(export_work, snap, query.get("link", ""))
         except (BadRequest, Gone) as exc:
             self.send_error(400 if isinstance(exc, BadRequest) else 404, exc_info=(type(exc), exc, None))
             return
@@ -645,7 +648,7 @@ async def warm_up() -> float:
     seconds it took."""
     t0 = time.perf_counter()
     try:
-        await in_frames_worker(_ping)  # the frame worker starts (and loads the kernels) now
+        await asyncio.gather(*(in_worker(_ping) for _ in range(4)))  # the workers start now
         for preset in ["", *(p["id"] for p in load_presets().get(SLUG, []))]:
             await class_page(SLUG, preset)
     except Exception:

@@ -38,7 +38,7 @@ FLOOR = 1e-16  # the loss axis is logarithmic: zeros are drawn at this value
 def fresh_stores(monkeypatch):
     """Every test starts with empty class-mode stores and its own (memory-only) engine cache;
     frames are computed in a thread of this process (their store is then readable here)."""
-    monkeypatch.setenv("SGD_ATLAS_CLASS_WORKER", "0")
+    monkeypatch.setenv("SGD_ATLAS_CLASS_WORKERS", "0")
     cm.reset_stores()
     monkeypatch.setattr(cache, "_CACHE", cache.DatasetCache())
     yield
@@ -604,17 +604,19 @@ def test_frames_from_the_worker_process_are_the_threads_frames(monkeypatch):
                 body = await cm.frame({**q, **({"run": key} if key else {})})
                 key = json.loads(body)["run"]
                 out.append(body)
-            pid = await cm.in_frames_worker(cm._ping)
-            return out, pid[0]
+            pids = {(await asyncio.gather(*(cm.in_worker(cm._ping) for _ in range(8))))[i][0]
+                    for i in range(8)}
+            exported = await cm.in_worker(cm.export_work, cm.snapshots().get(key), "link")
+            return out, pids, len(exported) > 0
         return asyncio.run(main())
 
-    threads, pid = run_chain()
-    assert pid == os.getpid()
-    monkeypatch.setenv("SGD_ATLAS_CLASS_WORKER", "1")
+    threads, pids, _ = run_chain()
+    assert pids == {os.getpid()}
+    monkeypatch.setenv("SGD_ATLAS_CLASS_WORKERS", "2")
     cm.reset_stores()
     try:
-        worker, pid = run_chain()
-        assert pid != os.getpid()
+        worker, pids, exported = run_chain()
+        assert len(pids) >= 1 and os.getpid() not in pids and exported
     finally:
         cm.reset_stores()
     assert worker == threads
