@@ -1,7 +1,8 @@
 """Class mode: a page built once per process and served to a whole class, with its computations
 behind a JSON API (issue 16; ../shared/DESIGN.md, "build once, serve many").
 
-A Panel page builds a Bokeh document per browser on the server (1–3 s of CPU each): a class of
+A Panel page builds a Bokeh document per browser on the server (about 1–2 s of CPU each,
+``benchmarks/bench_sessions.py``): a class of
 60 opening one link waits minutes. Here the live-trajectories page is built once per (page,
 preset) — its figures from :mod:`app.figures.live`, the same builders as the Panel page's —
 and sent as static HTML; each student's parameters and run live in the browser and in its URL,
@@ -12,8 +13,9 @@ and every frame comes from ``GET /api/live/frame``:
 * a run is a chain of states, each named by the hash of its parent, its validated inputs and
   the action: a class following one preset asks for the same states, which are computed once
   (later identical requests wait for the first) and kept, least recently used first, within a
-  memory budget (``SGD_ATLAS_CLASS_BYTES``, default 64 MiB);
-* the engine runs in a thread pool, never on the server's event loop.
+  memory budget (``SGD_ATLAS_CLASS_BYTES``, :func:`snapshots`);
+* frames are computed in worker processes (:func:`frame_workers`), never on the server's
+  event loop.
 
 Routes (under the server's ``--prefix``): ``/class?page=<slug>&…`` (the page; slugs without a
 class mode yet are redirected to their Panel page), ``/api/live/frame``, ``/api/live/pi``
@@ -29,10 +31,10 @@ import hashlib
 import html
 import json
 import logging
+import multiprocessing
 import os
 import time
 from collections import OrderedDict
-import multiprocessing
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -44,20 +46,18 @@ import param
 from tornado.web import RequestHandler
 
 from . import sweeps
-from .cache import canonical, get_cache
+from .cache import canonical
 from .presets import load_presets
-from .state import EnsembleParams, StabilityParams, TrajectoryRun
+from .state import (LIVE_ADVANCED, LIVE_MODEL_FIELDS, LIVE_RUN_FIELDS, LIVE_START_FIELDS,
+                    EnsembleParams, StabilityParams, TrajectoryRun)
 from .urlstate import apply_values, coerce, teacher_fields
 
 log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MAX_QUERY = 4096  # bytes of query string a request may carry
-MODEL_FIELDS = ("lr", "sigma2", "batch_size", "label_noise", "teacher", "n_data",
-                "n_trajectories", "seed")
-START_FIELDS = ("start", "w0", "v0", "spread")
-RUN_FIELDS = ("steps_per_frame", "frame_ms")
+MODEL_FIELDS, START_FIELDS, RUN_FIELDS = LIVE_MODEL_FIELDS, LIVE_START_FIELDS, LIVE_RUN_FIELDS
 FIELDS = MODEL_FIELDS + START_FIELDS + RUN_FIELDS
-ADVANCED = ("n_trajectories", "seed", "start", "w0", "v0", "spread", "steps_per_frame", "frame_ms")
+ADVANCED = LIVE_ADVANCED
 EXTRAS = ("nav", "presets", "share")
 ACTIONS = ("none", "step", "reset")
 SLUG = "trajectories"
@@ -478,7 +478,13 @@ def build_live_page(preset: str = "") -> bytes:
     from bokeh.embed import components
     from bokeh.resources import Resources
 
-    from .figures.live import WHERE_TEXT, live_columns, live_figures, pi_columns, set_columns
+    from .figures.live import (
+        WHERE_TEXT,
+        live_columns,
+        live_figures,
+        pi_columns,
+        set_columns,
+    )
     from .pages import PAGES
     from .pages.share import browser_code
     from .pages.trajectories import TrajectoriesPage

@@ -170,6 +170,15 @@ class EnsembleParams(ModelParams):
         return fa.uniform_initial(self.n_trajectories, 1.0, self.seed)
 
 
+#: the live page's parameters: the model, the start, the animation (its sidebar's three groups,
+#: its links and presets, the class mode's API); and those a teacher's ``hide=advanced`` hides
+LIVE_MODEL_FIELDS = ("lr", "sigma2", "batch_size", "label_noise", "teacher", "n_data",
+                     "n_trajectories", "seed")
+LIVE_START_FIELDS = ("start", "w0", "v0", "spread")
+LIVE_RUN_FIELDS = ("steps_per_frame", "frame_ms")
+LIVE_ADVANCED = ("n_trajectories", "seed", "start", "w0", "v0", "spread", "steps_per_frame",
+                 "frame_ms")
+
 #: parameters that can change mid-run (marked on the plots); every other one restarts the run
 LIVE_PARAMS = ("lr", "label_noise")
 RESTART_PARAMS = ("sigma2", "batch_size", "teacher", "n_data", "seed", "n_trajectories", "start",

@@ -3,10 +3,12 @@ for a server's ``/liveness``."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 
 def free_port() -> int:
@@ -39,3 +41,10 @@ def wait_serving(base: str, proc: subprocess.Popen, timeout: float) -> bool:
         if proc.poll() is not None or time.time() > deadline:
             return False
         time.sleep(0.3)
+
+
+def run_async(coro):
+    """``asyncio.run(coro)`` in a fresh thread: Playwright's sync API (the browser tests, in
+    the same process) keeps an event loop running in the main thread for the whole session."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()

@@ -28,7 +28,7 @@ from app import cache, ncio
 from app import classmode as cm
 from app.state import EnsembleParams, TrajectoryRun, restart_reason
 from engine import fa
-from tests.support import free_port
+from tests.support import free_port, run_async
 
 FLOOR = 1e-16  # the loss axis is logarithmic: zeros are drawn at this value
 
@@ -66,7 +66,7 @@ def stored(key: str) -> TrajectoryRun:
 
 def frame(**query) -> dict:
     """One ``/api/live/frame`` answer, called directly (validated query as text)."""
-    return strict_json(asyncio.run(cm.frame({k: str(v) for k, v in query.items()})))
+    return strict_json(run_async(cm.frame({k: str(v) for k, v in query.items()})))
 
 
 @contextlib.asynccontextmanager
@@ -98,7 +98,7 @@ def http(script):
     async def main():
         async with serve() as get:
             return await script(get)
-    return asyncio.run(main())
+    return run_async(main())
 
 
 def json_error(resp, status: int) -> str:
@@ -184,7 +184,7 @@ def test_identical_concurrent_requests_are_computed_once_and_branches_do_not_mov
         assert runs.computed == 4 and len(set(kids[:20])) == 1 and kids[20] == kids[21]
         return bodies[0], other, before, parent, kids
 
-    first, other, before, parent, kids = asyncio.run(main())
+    first, other, before, parent, kids = run_async(main())
     a, b = strict_json(first), strict_json(other)
     assert a["run"] != b["run"] and a["values"]["lr"] == 0.05 and b["values"]["lr"] == 0.06
     # the parent state is unchanged by its children's steps
@@ -577,7 +577,7 @@ def test_a_failed_computation_is_not_stored_and_is_retried():
         assert await s.get_or_compute("k", lambda: ("ok", 2)) == "ok"
         assert s.computed == 1 and s.nbytes == 2
 
-    asyncio.run(main())
+    run_async(main())
 
 
 def test_run_store_budget_evicts_old_runs_which_then_answer_404(monkeypatch):
@@ -588,7 +588,7 @@ def test_run_store_budget_evicts_old_runs_which_then_answer_404(monkeypatch):
     runs = cm.snapshots()
     assert len(runs) == 1 and runs.get(a["run"]) is None and runs.get(b["run"]) is not None
     with pytest.raises(cm.Gone):
-        asyncio.run(cm.frame({"run": a["run"], "action": "step"}))
+        run_async(cm.frame({"run": a["run"], "action": "step"}))
 
 
 def test_frames_from_the_worker_process_are_the_threads_frames(monkeypatch):
@@ -608,7 +608,7 @@ def test_frames_from_the_worker_process_are_the_threads_frames(monkeypatch):
                     for i in range(8)}
             exported = await cm.in_worker(cm.export_work, cm.snapshots().get(key), "link")
             return out, pids, len(exported) > 0
-        return asyncio.run(main())
+        return run_async(main())
 
     threads, pids, _ = run_chain()
     assert pids == {os.getpid()}
@@ -632,7 +632,7 @@ def test_pi_map_is_computed_once_and_validated():
         other = await cm.pi_map({"sigma2": "1e6", "teacher": "paper001"})
         return bodies[0], other
 
-    body, other = asyncio.run(main())
+    body, other = run_async(main())
     d = strict_json(body)
     assert d["sigma2"] == 1.0 and d["notices"] == []
     img = d["columns"]["live-where-image"]["image"]

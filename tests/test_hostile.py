@@ -218,13 +218,12 @@ LINK_VALUES = [1e6, -5, math.nan, math.inf, -math.inf, 1e300, 10**15, 2.5, "garb
 
 def _class_mode_requests(paths):
     """GET every path on a server of the class mode's routes; ``[(path, response)]``."""
-    import asyncio
 
     import tornado.web
     from tornado.httpclient import AsyncHTTPClient
 
     from app import classmode
-    from tests.support import free_port
+    from tests.support import free_port, run_async
 
     async def main():
         port = free_port()
@@ -238,7 +237,7 @@ def _class_mode_requests(paths):
             client.close()
             server.stop()
 
-    return asyncio.run(main())
+    return run_async(main())
 
 
 def test_class_mode_answers_hostile_links_with_json_notices_or_errors(monkeypatch):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import holoviews as hv
 import numpy as np
@@ -12,16 +10,12 @@ import pytest
 
 from app.pages.stability import StabilityPage
 from app.pages.trajectories import TrajectoriesPage
-from tests.support import wait_until
+from tests.support import run_async, wait_until
 
 hv.extension("bokeh")
 
 
-def _run(coro):
-    """asyncio.run in a fresh thread: Playwright's sync API (browser tests, same process) keeps
-    an event loop running in the main thread."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+_run = run_async
 
 
 def _wait(cond, timeout=60.0):

@@ -17,26 +17,25 @@ import param
 
 from .. import sweeps
 from ..cache import get_cache
-from ..figures.live import WHERE_TEXT, live_columns, live_figures, loss_title, pi_columns, set_columns
+from ..figures.live import (WHERE_TEXT, live_columns, live_figures, loss_title, pi_columns,
+                            set_columns)
 from ..jobs import JobSlot, session_scheduler
-from ..state import LIVE_PARAMS, RESTART_PARAMS, EnsembleParams, StabilityParams, TrajectoryRun
+from ..state import (LIVE_ADVANCED, LIVE_MODEL_FIELDS, LIVE_PARAMS, LIVE_RUN_FIELDS,
+                     LIVE_START_FIELDS, RESTART_PARAMS, EnsembleParams, StabilityParams,
+                     TrajectoryRun)
 from .base import Page, cell, flow
 
 log = logging.getLogger(__name__)
 TITLE = "Live trajectories"
 SLUG = "trajectories"
-MODEL_FIELDS = ("lr", "sigma2", "batch_size", "label_noise", "teacher", "n_data",
-                "n_trajectories", "seed")
-START_FIELDS = ("start", "w0", "v0", "spread")
-RUN_FIELDS = ("steps_per_frame", "frame_ms")
+MODEL_FIELDS, START_FIELDS, RUN_FIELDS = LIVE_MODEL_FIELDS, LIVE_START_FIELDS, LIVE_RUN_FIELDS
 
 
 class TrajectoriesPage(Page):
     """Play, pause, single-step and reset an ensemble of SGD runs and watch it live."""
 
     slug = SLUG
-    advanced = ("n_trajectories", "seed", "start", "w0", "v0", "spread", "steps_per_frame",
-                "frame_ms")
+    advanced = LIVE_ADVANCED
     default_prompt = ("Press **Play** to run SGD; move η or τ while it runs (the change is "
                       "marked), or pick a preset for a guided experiment.")
     run = param.ClassSelector(class_=TrajectoryRun)
