@@ -238,11 +238,10 @@ class TrajectoriesPage(Page):
         (in one reference recomputation of the document)."""
         self._drawn_resets = self.run.resets
         ds = self.run.to_dataset()
-        with (self._doc.models.freeze() if self._doc is not None else contextlib.nullcontext()):
-            set_columns(self._figures, live_columns(ds), {"loss": loss_title(ds)})
-            self._counter.object = self._counter_html()
-            self._events.object = self._events_md()
-            self._sync_alert()
+        set_columns(self._figures, live_columns(ds), {"loss": loss_title(ds)})
+        self._counter.object = self._counter_html()
+        self._events.object = self._events_md()
+        self._sync_alert()
 
     def _counter_html(self) -> str:
         r = self.run
@@ -322,14 +321,18 @@ class TrajectoriesPage(Page):
     def __panel__(self) -> pn.viewable.Viewable:
         controls = pn.FlexBox(self._play, self._step_btn, self._reset_btn, self._spinner,
                               flex_wrap="wrap", align_items="center")
-        plots = [self.plot_cell(self._views[k], 320) for k in ("w", "v", "loss", "deg")]
+        # Sent with the page, not through the draw queue (:meth:`Page.plot_cell`): plain Bokeh
+        # figures cost little to send, and a deferred figure's sources, updated by a Step
+        # pressed before the queue reached them, came to the browser as references it did
+        # not know ("reference p3040 isn't known", 1 in 8 fresh pages in a browser test)
+        plots = [cell(self._views[k], basis=420) for k in ("w", "v", "loss", "deg")]
         return pn.Column(  # rows of two that wrap into one column on a narrow screen
             flow(cell(controls, basis=380), cell(self._counter, basis=190, min_width=190),
                  cell(self._prompt, basis=260)),
             self._alert,
             flow(*plots[:2]),
             flow(*plots[2:]),
-            flow(self.plot_cell(self._views["where"], 340, basis=520),
+            flow(cell(self._views["where"], basis=520),
                  cell(pn.pane.Markdown(WHERE_TEXT), basis=300)),
             self._events,
             sizing_mode="stretch_width",
