@@ -299,9 +299,9 @@ def test_the_draw_queue_draws_one_piece_per_turn_of_the_loop():
 
 
 def test_a_served_page_sends_its_frame_first_and_its_plots_once_connected():
-    """A session's document arrives with its widgets and a frame per plot, and no plot; once
-    the browser says it is ready, the server-wide draw queue fills every frame: the live
-    page then holds its five plots and no frame waiting (the load test's "loaded")."""
+    """A session's document arrives with its widgets and a frame per HoloViews plot, and no
+    such plot; once the browser says it is ready, the server-wide draw queue fills every frame
+    (the load test's "loaded"). The live page's plain Bokeh figures come with the page."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as pool:  # bokeh.client runs loops; see the test above
@@ -319,15 +319,25 @@ def _frame_then_plots():
         return sum(type(m).__name__ == "figure" for m in doc.models)
 
     with _served_app() as base:
-        silent = pull_session(url=f"{base}/app", arguments={"page": "trajectories"})
-        try:  # a client that never says "ready": the frame only
-            assert (plots(silent.document), frames(silent.document)) == (0, 5)
+        silent = pull_session(url=f"{base}/app", arguments={"page": "stability"})
+        try:  # a client that never says "ready": the frames only (μ±, the map, the cloud)
+            assert (plots(silent.document), frames(silent.document)) == (0, 3)
         finally:
             silent.close()
+        s = Student(base, seed=1, page="stability")
+        try:
+            assert s.wait_loaded()
+            assert frames(s.session.document) == 0 and plots(s.session.document) >= 3
+        finally:
+            s.close()
+        live = pull_session(url=f"{base}/app", arguments={"page": "trajectories"})
+        try:  # never "ready", and its five figures are there
+            assert (plots(live.document), frames(live.document)) == (5, 0)
+        finally:
+            live.close()
         s = Student(base, seed=1)
         try:
             assert s.wait_loaded()
-            assert (plots(s.session.document), frames(s.session.document)) == (5, 0)
             assert s.move(0.05, timeout=60) is not None
         finally:
             s.close()
