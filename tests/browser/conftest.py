@@ -177,3 +177,24 @@ def context(browser):
         ("http://127.0.0.1", "data:", "blob:")) else None)
     yield page, errors, external
     ctx.close()
+
+
+IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
+          "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1")
+
+#: JS: [left, width] of every visible Bokeh plot of the page
+PLOT_RECTS = """() => [...Bokeh.index.query((v) =>
+    v.model instanceof Bokeh.Models.Plot)].map((v) => v.el.getBoundingClientRect())
+    .filter((r) => r.width > 0).map((r) => [r.left, r.width])"""
+
+
+@pytest.fixture
+def phone(browser):
+    """(page, console errors) of a 390×844 touch context with a phone's user agent."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, user_agent=IPHONE,
+                              is_mobile=True, has_touch=True)
+    page = ctx.new_page()
+    errors = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    yield page, errors
+    ctx.close()

@@ -10,7 +10,6 @@ import time
 import pytest
 
 from .conftest import PageProbe
-from .test_trajectories_page import IPHONE
 
 pytestmark = pytest.mark.browser
 
@@ -285,27 +284,20 @@ def test_choosing_a_preset_opens_its_class_page(server, cprobe):
 
 
 # -- 10 --------------------------------------------------------------------------------------------
-def test_a_phone_gets_the_class_page_at_its_width(server, browser):
-    ctx = browser.new_context(viewport={"width": 390, "height": 844}, user_agent=IPHONE,
-                              is_mobile=True, has_touch=True)
-    page = ctx.new_page()
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    try:
-        page.goto(class_url(server))
-        page.wait_for_function(FIRST_FRAME, timeout=60_000)
-        assert page.evaluate("() => window.innerWidth") == 390
-        assert page.locator("#sidebar").is_hidden()  # folded: ☰ opens it
-        widths = page.evaluate("""() => [...Bokeh.index.query((v) =>
-            v.model instanceof Bokeh.Models.Plot)].map((v) => v.el.getBoundingClientRect())
-            .filter((r) => r.width > 0).map((r) => [r.left, r.width])""")
-        assert len(widths) >= 5
-        assert all(w >= 300 and left < 60 for left, w in widths), widths
-        page.locator("#menu").click()
-        assert page.locator("#sidebar").is_visible()
-        assert errors == []
-    finally:
-        ctx.close()
+def test_a_phone_gets_the_class_page_at_its_width(server, phone):
+    from .conftest import PLOT_RECTS
+
+    page, errors = phone
+    page.goto(class_url(server))
+    page.wait_for_function(FIRST_FRAME, timeout=60_000)
+    assert page.evaluate("() => window.innerWidth") == 390
+    assert page.locator("#sidebar").is_hidden()  # folded: ☰ opens it
+    widths = page.evaluate(PLOT_RECTS)
+    assert len(widths) >= 5
+    assert all(w >= 300 and left < 60 for left, w in widths), widths
+    page.locator("#menu").click()
+    assert page.locator("#sidebar").is_visible()
+    assert errors == []
 
 
 # -- 11 --------------------------------------------------------------------------------------------

@@ -153,30 +153,19 @@ def test_sessions_are_independent(server, browser):
     b.close()
 
 
-IPHONE = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 "
-          "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1")
-
-
-def test_a_phone_gets_the_page_at_its_width(server, browser):
+def test_a_phone_gets_the_page_at_its_width(server, phone):
     """390×844 with a phone's user agent: the sidebar starts folded, the page is laid out at
     the phone's width (no 980 px desktop canvas), and the plots wrap into one column at
     nearly the full width instead of a 2 × 2 grid squeezed beside the sidebar."""
-    ctx = browser.new_context(viewport={"width": 390, "height": 844}, user_agent=IPHONE,
-                              is_mobile=True, has_touch=True)
-    page = ctx.new_page()
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    try:
-        page.goto(server + "?page=trajectories")
-        page.wait_for_function("() => location.search.includes('frame_ms=')", timeout=60_000)
-        page.wait_for_selector(".atlas-drawing", state="detached", timeout=60_000)
-        assert page.evaluate("() => window.innerWidth") == 390
-        assert page.locator(".atlas-nav").is_hidden()  # folded: the toggle opens it
-        widths = page.evaluate("""() => [...Bokeh.index.query((v) =>
-            v.model instanceof Bokeh.Models.Plot)].map((v) => v.el.getBoundingClientRect())
-            .filter((r) => r.width > 0).map((r) => [r.left, r.width])""")
-        assert len(widths) >= 4
-        assert all(w >= 300 and left < 60 for left, w in widths), widths
-        assert errors == []
-    finally:
-        ctx.close()
+    from .conftest import PLOT_RECTS
+
+    page, errors = phone
+    page.goto(server + "?page=trajectories")
+    page.wait_for_function("() => location.search.includes('frame_ms=')", timeout=60_000)
+    page.wait_for_selector(".atlas-drawing", state="detached", timeout=60_000)
+    assert page.evaluate("() => window.innerWidth") == 390
+    assert page.locator(".atlas-nav").is_hidden()  # folded: the toggle opens it
+    widths = page.evaluate(PLOT_RECTS)
+    assert len(widths) >= 4
+    assert all(w >= 300 and left < 60 for left, w in widths), widths
+    assert errors == []
