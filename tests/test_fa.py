@@ -305,3 +305,13 @@ def test_teacher_alias_gives_the_same_dataset():
     a = fa.run_ensemble(THETA0, 0.1, 1.0, 20, teacher="2tanh", seed=1)
     b = fa.run_ensemble(THETA0, 0.1, 1.0, 20, teacher="paper001", seed=1)
     xr.testing.assert_identical(a, b)
+
+
+@pytest.mark.parametrize("teacher", ["paper000", "paper001"])
+def test_the_loss_alone_is_the_loss_of_the_loss_and_gradient_kernel_to_the_last_bit(teacher):
+    """The loss records use a kernel without the gradient (engine.fa._weighted_loss); it must
+    give exactly what the loss-and-gradient kernel gives for the same quadrature."""
+    theta = np.random.default_rng(4).normal(scale=2.0, size=(200, 4))
+    for sigma2 in (0.1, 1.0, 7.0):
+        np.testing.assert_array_equal(fa.population_loss(theta, sigma2, teacher),
+                                      fa._population(theta, sigma2, teacher)[0])

@@ -9,7 +9,6 @@ are applied back on the session's event loop, so a frame never blocks other sess
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import panel as pn
