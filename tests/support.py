@@ -4,6 +4,8 @@ for a server's ``/liveness``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 import subprocess
 import time
@@ -48,3 +50,58 @@ def run_async(coro):
     the same process) keeps an event loop running in the main thread for the whole session."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def live_processes() -> dict[int, int]:
+    """``{pid: parent pid}`` of every live (not zombie) process (Linux /proc)."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                out[int(entry)] = int(fields[1])
+    return out
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (a server and, e.g., the class mode's frame workers)."""
+    procs, out, todo = live_processes(), [pid], [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [p for p, pp in procs.items() if pp == parent]
+        out += kids
+        todo += kids
+    return out
+
+
+@contextlib.asynccontextmanager
+async def class_mode_server():
+    """The class mode's routes (:func:`app.classmode.routes`) on a free loopback port; yields
+    ``get(path, method="GET", body=None)``, which checks that no answer is a 500 or carries a
+    traceback."""
+    import tornado.web
+    from tornado.httpclient import AsyncHTTPClient
+
+    from app import classmode
+
+    port = free_port()
+    server = tornado.web.Application(classmode.routes()).listen(port, address="127.0.0.1")
+    client = AsyncHTTPClient(force_instance=True)
+
+    async def get(path: str, method: str = "GET", body=None):
+        resp = await client.fetch(f"http://127.0.0.1:{port}{path}", method=method, body=body,
+                                  raise_error=False, follow_redirects=False, request_timeout=60)
+        assert resp.code != 500 and resp.code != 599, (path, resp.code, resp.body[:300])
+        assert b"Traceback" not in (resp.body or b""), path
+        return resp
+
+    try:
+        yield get
+    finally:
+        client.close()
+        server.stop()
+        await server.close_all_connections()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import io
 import json
 import os
@@ -20,15 +19,13 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import numpy as np
 import pytest
-import tornado.web
 import xarray as xr
-from tornado.httpclient import AsyncHTTPClient
 
 from app import cache, ncio
 from app import classmode as cm
 from app.state import EnsembleParams, TrajectoryRun, restart_reason
 from engine import fa
-from tests.support import free_port, run_async
+from tests.support import class_mode_server, run_async
 
 FLOOR = 1e-16  # the loss axis is logarithmic: zeros are drawn at this value
 
@@ -69,34 +66,10 @@ def frame(**query) -> dict:
     return strict_json(run_async(cm.frame({k: str(v) for k, v in query.items()})))
 
 
-@contextlib.asynccontextmanager
-async def serve():
-    """The class mode's routes on a free loopback port; yields ``get(path, method, body)``,
-    which checks that no answer is a 500 or carries a traceback."""
-    app = tornado.web.Application(cm.routes())
-    port = free_port()
-    server = app.listen(port, address="127.0.0.1")
-    client = AsyncHTTPClient(force_instance=True)
-
-    async def get(path: str, method: str = "GET", body=None):
-        resp = await client.fetch(f"http://127.0.0.1:{port}{path}", method=method, body=body,
-                                  raise_error=False, follow_redirects=False, request_timeout=60)
-        assert resp.code != 500 and resp.code != 599, (path, resp.code, resp.body[:300])
-        assert b"Traceback" not in (resp.body or b""), path
-        return resp
-
-    try:
-        yield get
-    finally:
-        client.close()
-        server.stop()
-        await server.close_all_connections()
-
-
 def http(script):
     """Run ``script(get)`` against a fresh server; its result."""
     async def main():
-        async with serve() as get:
+        async with class_mode_server() as get:
             return await script(get)
     return run_async(main())
 

@@ -122,31 +122,6 @@ def test_serve_defaults_to_this_host_only(monkeypatch):
     assert env["SGD_ATLAS_CACHE_DIR"] == "/tmp/c" and env["SGD_ATLAS_SCHEDULER"] == "tcp://h:8786"
 
 
-def _processes() -> dict[int, int]:
-    """``{pid: parent pid}`` of every live (not zombie) process (Linux /proc)."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                out[int(entry)] = int(fields[1])
-    return out
-
-
-def _descendants(pid: int) -> set[int]:
-    procs, out, todo = _processes(), set(), [pid]
-    while todo:
-        parent = todo.pop()
-        for child in (p for p, pp in procs.items() if pp == parent):
-            out.add(child)
-            todo.append(child)
-    return out
-
-
 def test_stopping_a_multi_process_server_stops_every_process():
     """``sgd-atlas serve --procs 2`` serves from two processes, the class mode's page and API
     included; a SIGTERM to sgd-atlas (``docker stop``) ends all of them (before, Tornado's
@@ -155,7 +130,7 @@ def test_stopping_a_multi_process_server_stops_every_process():
     import urllib.request
 
     from tests.load.loadtest import ROOT
-    from tests.support import free_port, wait_serving
+    from tests.support import free_port, live_processes, process_tree, wait_serving
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()", "serve",
@@ -165,7 +140,7 @@ def test_stopping_a_multi_process_server_stops_every_process():
     try:
         assert wait_serving(f"http://127.0.0.1:{port}", proc, 240), "the server did not start"
         time.sleep(2)
-        serving = _descendants(proc.pid)
+        serving = set(process_tree(proc.pid)[1:])
         assert len(serving) >= 2  # (at least) the two server processes
         base = f"http://127.0.0.1:{port}"
         with urllib.request.urlopen(f"{base}/class?page=trajectories", timeout=120) as r:
@@ -176,11 +151,11 @@ def test_stopping_a_multi_process_server_stops_every_process():
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
         deadline = time.time() + 30
-        while serving & set(_processes()) and time.time() < deadline:
+        while serving & set(live_processes()) and time.time() < deadline:
             time.sleep(0.2)
-        assert not serving & set(_processes()), "server processes outlived the SIGTERM"
+        assert not serving & set(live_processes()), "server processes outlived the SIGTERM"
     finally:
         if proc.poll() is None:
             proc.kill()
-        for pid in serving & set(_processes()):
+        for pid in serving & set(live_processes()):
             os.kill(pid, signal.SIGKILL)

@@ -218,24 +218,11 @@ LINK_VALUES = [1e6, -5, math.nan, math.inf, -math.inf, 1e300, 10**15, 2.5, "garb
 
 def _class_mode_requests(paths):
     """GET every path on a server of the class mode's routes; ``[(path, response)]``."""
-
-    import tornado.web
-    from tornado.httpclient import AsyncHTTPClient
-
-    from app import classmode
-    from tests.support import free_port, run_async
+    from tests.support import class_mode_server, run_async
 
     async def main():
-        port = free_port()
-        server = tornado.web.Application(classmode.routes()).listen(port, address="127.0.0.1")
-        client = AsyncHTTPClient(force_instance=True)
-        try:
-            return [(p, await client.fetch(f"http://127.0.0.1:{port}{p}", raise_error=False,
-                                           follow_redirects=False, request_timeout=60))
-                    for p in paths]
-        finally:
-            client.close()
-            server.stop()
+        async with class_mode_server() as get:
+            return [(p, await get(p)) for p in paths]
 
     return run_async(main())
 

@@ -163,6 +163,19 @@ def recompute_sampled(page, probe_js: str, change, done_id: str) -> list[dict]:
     return page.evaluate("() => { clearInterval(window.__sampler); return window.__samples; }")
 
 
+def shown_then_recomputed(probe, url: str, probe_js: str, change, done_id: str) -> list[dict]:
+    """Open ``url``, wait until its computation is done (``#done_id``), drawn and showing
+    points at full opacity, then :func:`recompute_sampled` for ``change``: the samples of the
+    dimming tests of the escape and overfitting pages."""
+    page = probe.page
+    page.goto(url)
+    page.wait_for_selector(f"#{done_id}", timeout=120_000)
+    probe.wait_drawn()
+    page.wait_for_function(f"() => ({probe_js})().points > 0", timeout=30_000)
+    assert page.evaluate(probe_js)["opacity"] == 1
+    return recompute_sampled(page, probe_js, change, done_id)
+
+
 @pytest.fixture
 def context(browser):
     """(page, console errors, requests leaving 127.0.0.1) of a fresh browser context that

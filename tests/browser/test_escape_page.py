@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from .conftest import enter_value, recompute_sampled, results_probe
+from .conftest import enter_value, results_probe, shown_then_recomputed
 
 pytestmark = pytest.mark.browser
 
@@ -73,13 +73,9 @@ def test_the_power_law_tab_estimates_the_time_left(server, probe):
 
 def test_a_recomputed_curve_keeps_the_previous_points_dimmed(server, probe):
     """A new seed: the previous σ² points stay, dimmed, until the first new point arrives."""
-    page = probe.page
-    page.goto(server + "?page=escape&n_trajectories=60&max_steps=3000&n_sigma2=4&seed=5")
-    page.wait_for_selector("#escape-done", timeout=120_000)
-    probe.wait_drawn()
-    page.wait_for_function(f"() => ({FIG5})().points > 0", timeout=30_000)
-    assert page.evaluate(FIG5)["opacity"] == 1
-    samples = recompute_sampled(page, FIG5, lambda p: enter_value(p, "seed", "6"), "escape-done")
+    samples = shown_then_recomputed(
+        probe, server + "?page=escape&n_trajectories=60&max_steps=3000&n_sigma2=4&seed=5",
+        FIG5, lambda p: enter_value(p, "seed", "6"), "escape-done")
     assert any(s["opacity"] < 1 for s in samples), "the plots were never dimmed"
     assert min(s["points"] for s in samples) > 0  # the old points stayed until replaced
     assert samples[-1]["opacity"] == 1

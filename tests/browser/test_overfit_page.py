@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import enter_value, recompute_sampled, results_probe
+from .conftest import enter_value, results_probe, shown_then_recomputed
 
 pytestmark = pytest.mark.browser
 
@@ -50,14 +50,10 @@ def test_recomputing_keeps_the_previous_curves_dimmed(server, probe):
     """A τ change: the old curves stay on screen, dimmed, until the new run's first partial
     result replaces them at full opacity — never an empty plot in between."""
     page = probe.page
-    page.goto(server + "?page=overfit&n_steps=2000000&n_data=300&compare_clean=false&seed=3")
-    page.wait_for_selector("#overfit-done", timeout=120_000)
-    probe.wait_drawn()
-    page.wait_for_function(f"() => ({RESULTS})().points > 0", timeout=30_000)
-    assert page.evaluate(RESULTS)["opacity"] == 1
     # the plots sampled every 20 ms from the moment τ is sent until the new run is shown
-    samples = recompute_sampled(page, RESULTS, lambda p: enter_value(p, "label_noise", "0.55"),
-                                "overfit-done")
+    samples = shown_then_recomputed(
+        probe, server + "?page=overfit&n_steps=2000000&n_data=300&compare_clean=false&seed=3",
+        RESULTS, lambda p: enter_value(p, "label_noise", "0.55"), "overfit-done")
     dimmed = [s for s in samples if s["opacity"] < 1]
     assert dimmed, "the plots were never dimmed while recomputing"
     assert all(s["opacity"] == pytest.approx(0.4) for s in dimmed)

@@ -30,29 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.support import free_port, wait_serving
+from tests.support import free_port, process_tree, wait_serving
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its live descendants (the server and, e.g., the class mode's frame
-    worker): the server's cost is theirs together (Linux /proc)."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    parents[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-    out, todo = [pid], [pid]
-    while todo:
-        p = todo.pop()
-        kids = [c for c, pp in parents.items() if pp == p]
-        out += kids
-        todo += kids
-    return out
 
 
 def _rss_one(pid: int) -> float:
