@@ -47,7 +47,7 @@ from tornado.web import RequestHandler
 
 from . import sweeps
 from .cache import canonical
-from .presets import load_presets
+from .presets import find_preset, load_presets, preset_prompt, preset_values
 from .state import (LIVE_ADVANCED, LIVE_MODEL_FIELDS, LIVE_RUN_FIELDS, LIVE_START_FIELDS,
                     EnsembleParams, StabilityParams, TrajectoryRun)
 from .urlstate import apply_values, coerce, teacher_fields
@@ -186,15 +186,15 @@ def _worker_start() -> None:
     """In the frame worker: Ctrl-C is the server's to handle (the worker ends with it: its
     requests' pipe closes), the kernels are loaded from numba's cache, start-up objects are
     kept out of the full garbage collections."""
-    import gc
     import signal
 
     from engine.warmup import compile_all
 
+    from .jobs import freeze_startup_objects
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     compile_all()
-    gc.collect()
-    gc.freeze()
+    freeze_startup_objects()
 
 
 def _ping() -> tuple[int, int]:
@@ -241,14 +241,6 @@ def read_query(arguments: dict[str, list[bytes]], raw_length: int = 0) -> dict[s
     return out
 
 
-def preset_values(preset: str) -> dict | None:
-    """The values of the live page's preset ``preset`` (its params and run maps), or None."""
-    for p in load_presets().get(SLUG, []):
-        if p["id"] == preset:
-            return {**p.get("params", {}), **p.get("run", {})}
-    return None
-
-
 def fresh_run(query: dict) -> tuple[TrajectoryRun, list[str]]:
     """A run at step 0 from the page's defaults, the link's preset, then its values — the
     order of :meth:`app.pages.base.Page.apply_query`."""
@@ -257,10 +249,11 @@ def fresh_run(query: dict) -> tuple[TrajectoryRun, list[str]]:
     run = TrajectoryRun(model=model)
     preset = query.get("preset")
     if preset:
-        values = preset_values(preset)
-        if values is None:
+        found = find_preset(SLUG, preset)
+        if found is None:
             notices.append(f"No preset called {preset[:40]!r}; using defaults.")
         else:
+            values = preset_values(found)
             notices += apply_values(model, values, MODEL_FIELDS + START_FIELDS)
             notices += apply_values(run, values, RUN_FIELDS)
     notices += apply_values(model, query, MODEL_FIELDS + START_FIELDS)
@@ -396,6 +389,23 @@ async def frame(query: dict) -> bytes:
     return await stores()[0].get_or_compute_async(key, compute)
 
 
+async def export(query: dict) -> bytes:
+    """The netCDF answer of ``/api/live/export.nc``: the stored run ``run`` with ``link``."""
+    key = query.get("run", "")
+    snap = snapshots().get(key) if len(key) == 32 else None
+    if snap is None:
+        raise Gone("This run is no longer on the server: press Reset, then export again.")
+    return await in_worker(export_work, snap, query.get("link", ""))
+
+
+def inset_pi(sigma2: float, teacher: str):
+    """The stability page's π map at ``sigma2`` (its cache entry, :meth:`StabilityParams.
+    pi_map_task`) for the "where am I" inset; None for a teacher without one."""
+    if teacher != "paper000":
+        return None
+    return sweeps.run_tasks([StabilityParams(sigma2=sigma2).pi_map_task()])[0]
+
+
 async def pi_map(query: dict) -> bytes:
     """The JSON answer of ``/api/live/pi``: the "where am I" π map at σ² for the teacher."""
     from .figures.live import pi_columns
@@ -406,10 +416,7 @@ async def pi_map(query: dict) -> bytes:
     key = json.dumps([repr(float(sigma2)), teacher])
 
     def compute():
-        ds = None
-        if teacher == "paper000":
-            ds = sweeps.run_tasks([StabilityParams(sigma2=sigma2).pi_map_task()])[0]
-        cols, title = pi_columns(ds, teacher)
+        cols, title = pi_columns(inset_pi(sigma2, teacher), teacher)
         body = json.dumps({"columns": encode(cols), "title": title, "notices": notices,
                            "sigma2": sigma2, "teacher": teacher}, separators=(",", ":")).encode()
         return body, len(body)
@@ -493,17 +500,12 @@ def build_live_page(preset: str = "") -> bytes:
     run, _ = fresh_run(query)
     figures = live_figures()
     ds = run.to_dataset()
-    pi = None
-    if run.model.teacher == "paper000":
-        pi = sweeps.run_tasks([StabilityParams(sigma2=run.model.sigma2).pi_map_task()])[0]
-    pi_cols, pi_title = pi_columns(pi, run.model.teacher)
+    pi_cols, pi_title = pi_columns(inset_pi(run.model.sigma2, run.model.teacher), run.model.teacher)
     set_columns(figures, live_columns(ds) | pi_cols, {"where": pi_title})
     script, divs = components(figures)
     presets = load_presets().get(SLUG, [])
-    prompt = TrajectoriesPage.default_prompt
-    for p in presets:
-        if p["id"] == preset:
-            prompt = f"**{p['title']}** — {p['prompt']}"
+    found = find_preset(SLUG, preset)
+    prompt = TrajectoriesPage.default_prompt if found is None else preset_prompt(found)
     options = "".join(f'<option value="{html.escape(p["id"], quote=True)}"'
                       f'{" selected" if p["id"] == preset else ""}>{html.escape(p["title"])}</option>'
                       for p in presets)
@@ -542,8 +544,7 @@ def build_live_page(preset: str = "") -> bytes:
 
 
 async def class_page(slug: str, preset: str) -> bytes:
-    known = {p["id"] for p in load_presets().get(SLUG, [])}
-    preset = preset if preset in known else ""  # an unknown id: the defaults, and the API's notice
+    preset = preset if find_preset(SLUG, preset) else ""  # unknown: the defaults, and the API's notice
     return await stores()[1].get_or_compute(
         f"{slug}|{preset}", lambda: (lambda b: (b, len(b)))(build_live_page(preset)))
 
@@ -568,7 +569,9 @@ class _Handler(RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps({"error": reason, "status": status_code}))
 
-    async def answer(self, make) -> None:
+    async def answer(self, make, content_type: str = "application/json; charset=utf-8",
+                     **headers: str) -> None:
+        """``await make(query)`` as the answer (its errors as JSON, with their status)."""
         try:
             body = await make(self.query())
         except BadRequest as exc:
@@ -581,7 +584,9 @@ class _Handler(RequestHandler):
             log.exception("class-mode request failed: %s", self.request.uri[:300])
             self.send_error(500)
             return
-        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Content-Type", content_type)
+        for name, value in headers.items():
+            self.set_header(name.replace("_", "-"), value)
         self.finish(body)
 
 
@@ -597,19 +602,8 @@ class PiHandler(_Handler):
 
 class ExportHandler(_Handler):
     async def get(self) -> None:
-        try:
-            query = self.query()
-            key = query.get("run", "")
-            snap = snapshots().get(key) if len(key) == 32 else None
-            if snap is None:
-                raise Gone("This run is no longer on the server: press Reset, then export again.")
-            body = await in_worker(export_work, snap, query.get("link", ""))
-        except (BadRequest, Gone) as exc:
-            self.send_error(400 if isinstance(exc, BadRequest) else 404, exc_info=(type(exc), exc, None))
-            return
-        self.set_header("Content-Type", "application/x-netcdf")
-        self.set_header("Content-Disposition", f'attachment; filename="sgd-atlas-{SLUG}.nc"')
-        self.finish(body)
+        await self.answer(export, "application/x-netcdf",
+                          Content_Disposition=f'attachment; filename="sgd-atlas-{SLUG}.nc"')
 
 
 class ClassHandler(_Handler):

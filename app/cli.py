@@ -59,7 +59,7 @@ def build_states(page: str, preset: str | None = None, values: dict | None = Non
                  report=print) -> dict:
     """Fresh state objects of ``page`` with a preset's and then ``values``' parameters applied
     (validated as link values are; ``report`` receives each notice)."""
-    from .presets import load_presets
+    from .presets import find_preset, load_presets, preset_values
     from .state import PAGE_STATES
     from .urlstate import apply_values
 
@@ -74,11 +74,11 @@ def build_states(page: str, preset: str | None = None, values: dict | None = Non
                 report(notice)
 
     if preset:
-        found = [p for p in load_presets().get(page, []) if p["id"] == preset]
-        if not found:
+        found = find_preset(page, preset)
+        if found is None:
             ids = [p["id"] for p in load_presets().get(page, [])]
             raise UsageError(f"page {page} has no preset {preset!r}; presets: {', '.join(ids) or 'none'}")
-        apply({**found[0].get("params", {}), **found[0].get("run", {})})
+        apply(preset_values(found))
     if values:
         known = {n for f in fields.values() for n in f}
         unknown = sorted(set(values) - known)

@@ -25,3 +25,18 @@ def _load(path: str) -> dict:
 def load_presets(path: Path | None = None) -> dict:
     """``{page: [preset, ...]}``; each preset has ``id``, ``title``, ``params``, ``prompt``."""
     return _load(str(path or ASSETS / "presets.yaml"))
+
+
+def find_preset(page: str, preset_id) -> dict | None:
+    """The preset ``preset_id`` of ``page``, or None."""
+    return next((p for p in load_presets().get(page, []) if p["id"] == preset_id), None)
+
+
+def preset_values(preset: dict) -> dict:
+    """What a preset sets: its ``params`` and then its ``run`` map."""
+    return {**preset.get("params", {}), **preset.get("run", {})}
+
+
+def preset_prompt(preset: dict) -> str:
+    """A preset's one-line prompt as Markdown, its title first."""
+    return f"**{preset['title']}** — {preset['prompt']}"

@@ -6,7 +6,15 @@ mouse wheel and under a finger, and no plot captures either until it is asked to
 
 from __future__ import annotations
 
+import numpy as np
 from bokeh.models import CustomJS, WheelZoomTool
+
+def finite(a) -> np.ndarray:
+    """A float copy with ±inf replaced by NaN (Bokeh cannot serialise inf; NaN breaks a line)."""
+    a = np.array(a, dtype=float)
+    a[~np.isfinite(a)] = np.nan
+    return a
+
 
 #: BokehJS: a click (tap) on a plot makes its wheel zoom active; leaving the plot gives the
 #: wheel back to the page.

@@ -23,7 +23,7 @@ from bokeh.plotting import figure
 from engine import fa
 from engine.pullback import nearest_mwv_point
 
-from . import scroll_friendly
+from . import finite, scroll_friendly
 
 TAIL = 120  # recorded points drawn per trajectory in the parameter planes
 FLOOR = 1e-16  # log axes: exact zeros are drawn at this value
@@ -40,13 +40,6 @@ WHERE_TEXT = ("**Where am I?** Each orange dot is a trajectory's nearest point o
               "settle in the dark region near the red valley curve C with a shrinking distance "
               "are being trapped by the noise.")
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
-
-
-def _finite(a) -> np.ndarray:
-    """Copy with ±inf replaced by NaN (Bokeh cannot serialise inf; NaN breaks a line)."""
-    a = np.array(a, dtype=float)
-    a[~np.isfinite(a)] = np.nan
-    return a
 
 
 def _figure(title: str, height: int, **kw):
@@ -143,7 +136,7 @@ def plane_columns(theta: np.ndarray, key: str, teacher: str, tail: int = TAIL) -
     ij, labels, _ = PLANES[key]
     i, j = ij
     n = theta.shape[0]
-    pts = _finite(theta[:, -tail:, :])
+    pts = finite(theta[:, -tail:, :])
     k = pts.shape[1]
     x0, y0 = pts[:, :-1, i], pts[:, :-1, j]
     x1, y1 = pts[:, 1:, i], pts[:, 1:, j]
@@ -239,7 +232,7 @@ def loss_columns(ds: xr.Dataset) -> dict[str, dict]:
     on the log axis); the median is over the trajectories at each of those records."""
     steps = ds.step.values
     keep = display_records(steps)
-    loss = np.maximum(_finite(ds.loss.values), FLOOR)
+    loss = np.maximum(finite(ds.loss.values), FLOOR)
     med = np.full(len(keep), np.nan)
     sub = loss[:, keep]
     if sub.shape[0] and not np.isnan(sub).any():
@@ -253,7 +246,7 @@ def loss_columns(ds: xr.Dataset) -> dict[str, dict]:
            "live-loss-median": {"x": steps[keep].astype(float), "y": med},
            "live-loss-events": _event_columns(ds)}
     if "train_loss" in ds:
-        tx, ty = polylines(steps, np.maximum(_finite(ds.train_loss.values), FLOOR), keep)
+        tx, ty = polylines(steps, np.maximum(finite(ds.train_loss.values), FLOOR), keep)
         out["live-loss-train"] = {"x": tx, "y": ty}
     else:
         out["live-loss-train"] = {"x": np.empty(0), "y": np.empty(0)}
@@ -262,7 +255,7 @@ def loss_columns(ds: xr.Dataset) -> dict[str, dict]:
 
 def degeneration_columns(ds: xr.Dataset) -> dict[str, dict]:
     """Columns of :func:`degeneration_figure` at the :func:`display_records`."""
-    steps, th = ds.step.values, _finite(ds.theta.values)
+    steps, th = ds.step.values, finite(ds.theta.values)
     keep = display_records(steps)
     r = np.maximum(np.abs(th[:, :, 0] - th[:, :, 1]), FLOOR)
     s = np.maximum(np.abs(th[:, :, 2] - th[:, :, 3]), FLOOR)
@@ -323,7 +316,7 @@ def pi_columns(pi: xr.Dataset | None, teacher: str = "paper000") -> tuple[dict[s
     ok = (valley >= 0) & (valley <= 2)
     dw, dh = (w[-1] - w[0]) * len(w) / max(len(w) - 1, 1), (v[-1] - v[0]) * len(v) / max(len(v) - 1, 1)
     note = "" if ok.any() else "valley C: outside this window"
-    cols = {"live-where-image": {"image": [_finite(pi.pi_small_lr.values.T)],
+    cols = {"live-where-image": {"image": [finite(pi.pi_small_lr.values.T)],
                                  "x": [float(w[0] - dw / len(w) / 2)],
                                  "y": [float(v[0] - dh / len(v) / 2)], "dw": [float(dw)], "dh": [float(dh)]},
             "live-where-valley": {"x": w[ok], "y": valley[ok]},

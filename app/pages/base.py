@@ -14,7 +14,7 @@ import param
 from ..compat import browser_connected
 from ..guards import guard_inputs, linked_widgets
 from ..jobs import draw_queue
-from ..presets import load_presets
+from ..presets import find_preset, load_presets, preset_prompt, preset_values
 from ..urlstate import apply_values, coerce
 from .share import Sharing
 from .teacher import TeacherLinks
@@ -89,14 +89,14 @@ class Page(Sharing, TeacherLinks, pn.viewable.Viewer):
         Whatever the preset does not name starts from the page's defaults, never from the
         previous preset: a preset chosen in the page equals the same preset opened from a
         fresh link (the teacher's projector and the students' screens agree)."""
-        for p in self._presets:
-            if p["id"] == preset_id:
-                wanted = {**p.get("params", {}), **p.get("run", {})}
-                defaults = {f: v for _, values in self._defaults for f, v in values.items()}
-                self.apply_values({**defaults, **wanted}, requested=wanted)
-                self.preset = preset_id
-                return True
-        return False
+        preset = find_preset(self.slug, preset_id)
+        if preset is None:
+            return False
+        wanted = preset_values(preset)
+        defaults = {f: v for _, values in self._defaults for f, v in values.items()}
+        self.apply_values({**defaults, **wanted}, requested=wanted)
+        self.preset = preset_id
+        return True
 
     def _on_preset(self, event) -> None:
         """A preset chosen in the page: fresh notices, its values, and its id in the URL."""
@@ -119,10 +119,8 @@ class Page(Sharing, TeacherLinks, pn.viewable.Viewer):
     @param.depends("preset")
     def prompt_markdown(self) -> str:
         """The applied preset's one-line prompt, or the page's default instruction."""
-        for p in self._presets:
-            if p["id"] == self.preset:
-                return f"**{p['title']}** — {p['prompt']}"
-        return self.default_prompt
+        preset = find_preset(self.slug, self.preset)
+        return self.default_prompt if preset is None else preset_prompt(preset)
 
     def add_notice(self, text: str) -> None:
         """Show a plain-sentence notice (e.g. a clamped URL value) at the top of the page."""

@@ -24,6 +24,7 @@ from holoviews.streams import Tap
 from engine import fa, stability
 
 from .. import sweeps
+from ..figures import finite
 from ..jobs import JobSlot, session_scheduler
 from ..state import StabilityParams
 from .base import Page, flow
@@ -45,12 +46,6 @@ EXPLAIN = (
     "λ < 0 means a small displacement from (w, v) shrinks almost surely. π counts *how often* "
     "a step contracts, λ weighs *how much* every step contracts or expands — a point can have "
     "π < ½ and still λ < 0.")
-
-
-def _finite(a):
-    a = np.array(a, dtype=float)
-    a[~np.isfinite(a)] = np.nan
-    return a
 
 
 CLUSTER_RADIUS = 0.25  # trapped paths within this (in θ = (w1, w2, v1, v2)) of a centre: one cluster
@@ -275,7 +270,7 @@ class StabilityPage(Page):
         rings where the trapped paths sit (:func:`trapped_markers`)."""
         layers, rings = [], []
         if ds is not None:
-            c = _finite(ds.cloud.values)
+            c = finite(ds.cloud.values)
             for (i, j), color in (((0, 1), W_COLOR), ((2, 3), V_COLOR)):
                 pts = hv.Points((c[:, i], c[:, j]), ["θ1", "θ2"])
                 layers.append(dynspread(datashade(pts, cmap=[color], min_alpha=80), threshold=0.6))
@@ -315,7 +310,7 @@ class StabilityPage(Page):
                              "mu_plus_mean", "mu_minus_mean") if v in data]
         vdims.remove(var)
         vdims.insert(0, var)
-        arr = {v: _finite(data[v].values.T) for v in vdims}  # Image wants (v, w)
+        arr = {v: finite(data[v].values.T) for v in vdims}  # Image wants (v, w)
         img = hv.Image((data.w.values, data.v.values, *[arr[v] for v in vdims]),
                        kdims=["w", "v"], vdims=vdims)
         if var == "lyapunov":

@@ -52,7 +52,7 @@ class TrajectoriesPage(Page):
         self.run.param.watch(self._on_frame_ms, "frame_ms")
         self._figures = live_figures()
         self._drawn_resets = -1
-        self._pi_ds, self._pi_key = False, None  # nothing drawn yet (None: no map)
+        self._pi_ds, self._pi_teacher = False, None  # nothing drawn yet (None: no map)
         self._pi_job = JobSlot(session_scheduler(self._doc))
         self._build()
         self._push()
@@ -224,11 +224,11 @@ class TrajectoriesPage(Page):
     def _show_pi(self, ds) -> None:
         """Draw the inset's π map ``ds`` (None: not available or not computed yet); the
         trajectories' points are drawn with every frame."""
-        key = (id(ds), self.run.model.teacher)
-        if ds is self._pi_ds and key == self._pi_key:
+        teacher = self.run.model.teacher  # (without a map, its note depends on the teacher)
+        if ds is self._pi_ds and teacher == self._pi_teacher:
             return
-        self._pi_ds, self._pi_key = ds, key
-        columns, title = pi_columns(ds, self.run.model.teacher)
+        self._pi_ds, self._pi_teacher = ds, teacher
+        columns, title = pi_columns(ds, teacher)
         set_columns(self._figures, columns, {"where": title})
 
     # -- drawing -----------------------------------------------------------------------------
