@@ -1,127 +1,18 @@
-"""Long computations off the event loop: progress, cancellation, latest-wins.
-
-A :class:`JobSlot` belongs to one view of one session. ``submit`` cancels whatever the slot was
-running (a stale result never overwrites a newer one), runs the work in a small shared thread
-pool (numba kernels release the GIL), and calls the ``on_*`` callbacks back on the session's
-event loop with Bokeh's document lock held — never from the worker thread.
-"""
+"""The server's event loop and its sessions: callbacks scheduled on a session's loop
+(:func:`session_scheduler`, used by :class:`app.compute.Follower`), the queue that draws pages'
+plots one per turn of the loop (:class:`DrawQueue`), and what keeps the loop quiet (closed
+sockets, start-up objects out of the garbage collector's passes). The computations themselves
+are :mod:`app.compute`'s."""
 
 from __future__ import annotations
 
 import collections
 import gc
 import logging
-import threading
-import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Callable
 
 log = logging.getLogger(__name__)
-_EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sgd-atlas-job")
-
-
-class Cancelled(Exception):
-    """The job was cancelled (a newer request, the cancel button, or the session closed)."""
-
-
-class JobContext:
-    """Handed to the work function: report progress, ask whether to stop."""
-
-    def __init__(self, slot: "JobSlot", token: int):
-        self._slot, self._token = slot, token
-        self._last = 0.0
-
-    @property
-    def cancelled(self) -> bool:
-        return self._slot._token != self._token or self._slot._closed
-
-    def check(self) -> None:
-        """Raise :class:`Cancelled` if the job should stop."""
-        if self.cancelled:
-            raise Cancelled()
-
-    def progress(self, done: float, total: float, text: str = "") -> None:
-        """Report progress (throttled to ~10 updates per second)."""
-        now = time.monotonic()
-        if now - self._last < 0.1 and done < total:
-            return
-        self._last = now
-        self._slot._call(self._token, self._slot.on_progress, done, total, text)
-
-
-class JobSlot:
-    """At most one running job; callbacks run on the session's loop (see module doc)."""
-
-    def __init__(self, schedule: Callable[[Callable[[], None]], None],
-                 on_progress: Callable[[float, float, str], None] | None = None):
-        self._schedule = schedule
-        self.on_progress = on_progress
-        self._token = 0
-        self._closed = False
-        self._lock = threading.Lock()
-        self.running = False
-
-    def submit(self, work: Callable[[JobContext], Any], on_done: Callable[[Any], None],
-               on_error: Callable[[BaseException], None] | None = None) -> None:
-        """Run ``work(ctx)`` in the pool; then ``on_done(result)`` or ``on_error(exc)``."""
-        with self._lock:
-            self._token += 1
-            token = self._token
-        self.running = True
-        ctx = JobContext(self, token)
-
-        def run():
-            if ctx.cancelled:  # superseded while it waited for a worker: never started
-                return
-            try:
-                result = work(ctx)
-            except Cancelled:
-                return
-            except BaseException as exc:  # the page says so in a sentence; the log keeps
-                if ctx.cancelled:  # the traceback (a cancelled job stops by raising: quiet)
-                    return
-                log.exception("a background computation failed")
-                if on_error is not None:
-                    self._call(token, self._finish_error, on_error, exc)
-                return
-            if not ctx.cancelled:
-                self._call(token, self._finish, on_done, result)
-
-        _EXECUTOR.submit(run)
-
-    def _finish(self, on_done, result):
-        self.running = False
-        on_done(result)
-
-    def _finish_error(self, on_error, exc):
-        self.running = False
-        on_error(exc)
-
-    def _call(self, token: int, fn, *args) -> None:
-        if fn is None or self._closed or token != self._token:
-            return  # nobody is waiting for it: not even scheduled
-
-        def guarded():
-            if token == self._token and not self._closed:
-                try:
-                    fn(*args)
-                except Exception:  # a view bug must not vanish silently in a tick callback
-                    log.exception("job callback %s failed", getattr(fn, "__name__", fn))
-                    raise
-
-        self._schedule(guarded)
-
-    def cancel(self) -> None:
-        """Stop the running job (its result, if any, is dropped)."""
-        with self._lock:
-            self._token += 1
-        self.running = False
-
-    def close(self) -> None:
-        """The session ended: cancel and never call back again."""
-        self._closed = True
-        self.cancel()
 
 
 def quiet_closed_sockets() -> None:

@@ -46,7 +46,10 @@ def test_stability_page_computes_in_the_background_and_follows_sigma2():
     page = StabilityPage(query={"resolution": "30", "pullback_points": "1000",
                                 "pullback_time": "1000", "sigma2": "1"})
     try:
-        _wait(lambda: page._map_ds is not None and page._cloud_ds is not None)
+        # the π map is shown first, then the full map (π, finite-η π, λ) replaces it
+        _wait(lambda: page._map_ds is not None and "lyapunov" in page._map_ds
+              and page._cloud_ds is not None)
+        assert 'id="map-done"' in page._map_view.status.object
         strong = float(page._map_ds.pi_small_lr.sum())
         assert page._map_ds.sizes == {"w": 30, "v": 30}
         assert "lyapunov" in page._map_ds and "mu_plus_mean" in page._map_ds
@@ -66,9 +69,9 @@ def test_cancelling_the_cloud_drops_its_result():
                                 "pullback_time": "100000"})
     try:
         time.sleep(0.5)
-        page._on_cancel(None)
+        page._cloud_view.cancel()
         time.sleep(2.0)
-        assert page._cloud_ds is None and "Cancelled" in page._cloud_status.object
+        assert page._cloud_ds is None and "Cancelled" in page._cloud_view.status.object
     finally:
         page.cleanup()
 

@@ -1,4 +1,4 @@
-"""ProgressiveJob headlessly (no server: callbacks run in the worker thread): a failed job
+"""ProgressView headlessly (no server: callbacks run in the worker thread): a failed job
 resets its controls, a recomputation keeps the previous result dimmed until the new one
 arrives, and the status estimates the time left."""
 
@@ -14,7 +14,7 @@ import pytest
 import xarray as xr
 
 from app.cache import configure
-from app.pages.progress import ProgressiveJob
+from app.pages.progress import ProgressView
 from tests.support import wait_until
 
 
@@ -57,7 +57,7 @@ class Recorder:
     def __init__(self):
         self.shown: list[list[float]] = []
         self.dim = pn.Column()
-        self.job = ProgressiveJob(lambda results: self.shown.append(_values(results)), "points",
+        self.job = ProgressView(lambda results: self.shown.append(_values(results)), "points",
                                   "test-done", dim=self.dim)
         self.statuses: list[str] = []
         self.job.status.param.watch(lambda e: self.statuses.append(str(e.new)), "object")
@@ -214,4 +214,4 @@ def test_tasks_found_in_the_cache_do_not_shorten_the_estimate():
     (0.3, "about 1 s"), (7.4, "about 7 s"), (42, "about 40 s"), (58, "about 1 min"),
     (130, "about 2 min"), (3600, "about 60 min")])
 def test_time_left_reads_as_a_round_figure(seconds, text):
-    assert ProgressiveJob.time_left(seconds) == text
+    assert ProgressView.time_left(seconds) == text

@@ -22,7 +22,7 @@ from engine import linreg
 
 from ..state import EscapeParams, PowerLawParams
 from .base import Page
-from .progress import ProgressiveJob
+from .progress import ProgressView
 
 SLUG = "escape"
 FIELDS = ("lr", "batch_size", "n_trajectories", "max_steps", "n_sigma2", "seed")
@@ -57,8 +57,8 @@ class EscapePage(Page):
             self.apply_query(query)
         self._points: list[xr.Dataset] = []
         self._pl: dict = {"fp": [], "phi": []}
-        self._job = ProgressiveJob(self._show_points, "σ² values", "escape-done")
-        self._pl_job = ProgressiveJob(self._show_pl, "curves and points", "powerlaw-done")
+        self._job = ProgressView(self._show_points, "σ² values", "escape-done")
+        self._pl_job = ProgressView(self._show_pl, "curves and points", "powerlaw-done")
         self._stale = {"fig5": True, "powerlaw": True}
         self._build()
         self.state.param.watch(lambda *e: self._changed("fig5"), list(FIELDS))

@@ -20,7 +20,7 @@ from engine import overfit
 
 from ..state import OverfitParams
 from .base import Page
-from .progress import ProgressiveJob
+from .progress import ProgressView
 
 SLUG = "overfit"
 STAGE_COLORS = {1: "#9e9e9e", 2: "#8fd18f", 3: "#f3a6a6"}
@@ -56,7 +56,7 @@ class OverfitPage(Page):
             self.apply_query(query)
         self._runs: list = []
         self._build()
-        self._job = ProgressiveJob(self._show, "runs", "overfit-done", dim=self._results)
+        self._job = ProgressView(self._show, "runs", "overfit-done", dim=self._results)
         self.state.param.watch(lambda *e: self._request(), list(OverfitParams.FIELDS))
         self._request()
 

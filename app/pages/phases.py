@@ -4,7 +4,8 @@
 uncertainty on hover), the Λ = 0 boundaries and the L2 boundary; clicking a cell simulates the
 saddle SGD there and sets the empirical verdict beside the theoretical one; box-zoom recomputes
 the visible region; the Lyapunov exponent of a 2-D random matrix product against η (Fig. 2
-right). Computations run in the background through the shared cache.
+right). Computations are shared (:mod:`app.compute`): in the background, through the shared
+cache, with progress and cancel for the maps.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from holoviews.streams import Params, RangeXY, Tap
 
 from engine import saddle
 
-from .. import sweeps
-from ..jobs import JobSlot, session_scheduler
+from ..compute import Follower
+from ..jobs import session_scheduler
 from ..state import LOG2_S, S_VALUES, PhaseParams, join_along
 from .base import Page, cell, flow
+from .progress import ProgressView
 
 SLUG = "phases"
 TITLE = "Phase diagrams (paper 002)"
@@ -84,10 +86,7 @@ class PhasesPage(Page):
         if query:
             self.apply_query(query)
         schedule = session_scheduler(pn.state.curdoc)
-        self._map_job = JobSlot(schedule)
-        self._s_job = JobSlot(schedule)
-        self._fig2_job = JobSlot(schedule)
-        self._sim_job = JobSlot(schedule)
+        self._s_job, self._fig2_job, self._sim_job = (Follower(schedule) for _ in range(3))
         self._map_ds = self._s_ds = self._fig2_ds = None
         self._cell: dict = {}  # the clicked cell's simulation and theory
         self._build()
@@ -112,39 +111,30 @@ class PhasesPage(Page):
                 **self._cell}
 
     def cleanup(self) -> None:
-        for job in (self._map_job, self._s_job, self._fig2_job, self._sim_job):
+        for job in (self._map_view, self._s_job, self._fig2_job, self._sim_job):
             job.close()
 
     # -- computations ------------------------------------------------------------------------
     def _request_map(self):
-        task = self.state.map_task()
-        self._status.object = "computing the λ–μ map…"
-        self._bar.visible = True
-        self._map_job.submit(
-            lambda ctx: sweeps.run_tasks([task], cancel=lambda: ctx.cancelled)[0],
-            self._on_map, self._on_error)
+        self._map_view.run([self.state.map_task()])
 
     def _request_s_map(self):
         tasks = self.state.s_map_tasks()
         lr = tasks[0].inputs["lr"]
-        self._s_job.submit(
-            lambda ctx: (lr, sweeps.run_tasks(tasks, cancel=lambda: ctx.cancelled)),
-            self._on_s_map, self._on_error)
+        self._s_job.follow(tasks, lambda cols: self._on_s_map((lr, cols)), self._on_error)
 
     def _request_fig2(self):
-        task = self.state.fig2_task()
-        self._fig2_job.submit(lambda ctx: sweeps.run_tasks([task])[0], self._on_fig2,
+        self._fig2_job.follow([self.state.fig2_task()], lambda r: self._on_fig2(r[0]),
                               self._on_error)
 
     def _on_error(self, exc):
-        self._bar.visible = False
         self.add_notice("A computation failed; change a parameter to retry.")
 
     # -- drawing -----------------------------------------------------------------------------
-    def _on_map(self, ds):
-        self._bar.visible = False
-        self._status.object = ""
-        self._map_ds = ds
+    def _on_map(self, results):
+        if not results:
+            return
+        self._map_ds = ds = results[0]
         self._map_pane.object = self._map_plot(ds)
 
     def _map_plot(self, ds):
@@ -266,9 +256,7 @@ class PhasesPage(Page):
         """The clicked cell's simulation and theory: cached tasks in the background (a click
         used to run them on the server's event loop, holding every other session)."""
         tasks = self.state.cell_tasks()
-        self._sim_job.submit(
-            lambda ctx: sweeps.run_tasks(tasks, cancel=lambda: ctx.cancelled),
-            self._on_cell, self._on_error)
+        self._sim_job.follow(tasks, self._on_cell, self._on_error)
 
     def _on_cell(self, results):
         self._cell = dict(zip(("cell_simulation", "cell_theory"), results))
@@ -305,8 +293,6 @@ class PhasesPage(Page):
             + "\n".join(lines))
 
     def _build(self):
-        self._status = pn.pane.Markdown("")
-        self._bar = pn.indicators.Progress(value=-1, width=200, visible=True)
         self._marker_dmap = hv.DynamicMap(self._marker, streams=[Params(self.state, ["lr", "mu"])])
         # fixed heights, full width: a pane that stretched in height shared the window's
         # height with its neighbours and was drawn over the table below it
@@ -316,6 +302,7 @@ class PhasesPage(Page):
         self._s_pane = pn.pane.HoloViews(hv.Curve([]), **plot)
         self._fig2_pane = pn.pane.HoloViews(hv.Curve([]), **plot)
         self._sim_pane = pn.pane.HoloViews(hv.Curve([]), **plot)
+        self._map_view = ProgressView(self._on_map, "λ–μ map", "phase-map-done")
         self._verdict = pn.pane.Markdown("", sizing_mode="stretch_width")
         self._alert = pn.pane.Alert("", alert_type="warning", visible=False)
         self._reset_view = pn.widgets.Button(name="Reset view", width=110)
@@ -342,11 +329,13 @@ class PhasesPage(Page):
     def __panel__(self):
         """Two rows of two columns (the map | the simulation and its table; the λ–S map | Fig. 2
         right) that wrap into one column when the page is narrower than two plots."""
+        map_cell = cell(self.deferred(self._map_pane))
+        self._map_view.dim = map_cell  # dimmed while it recomputes
         return pn.Column(
             pn.pane.Markdown(self.prompt_markdown, sizing_mode="stretch_width"),
             self._alert,
-            pn.Row(self._bar, self._status),
-            flow(cell(self.deferred(self._map_pane)),
+            self._map_view.controls,
+            flow(map_cell,
                  cell(self.deferred(self._sim_pane), self._verdict)),
             flow(cell(self.deferred(self._s_pane)), cell(self.deferred(self._fig2_pane))),
             sizing_mode="stretch_width",

@@ -1,50 +1,45 @@
-"""A list of cached computations run in the background and shown as each one finishes, with a
-progress bar, an estimate of the time left, a status line and a cancel button."""
+"""The view of a computation (:class:`app.compute.Computation`): a progress bar, an estimate of
+the time left, a status line and a cancel button, with its results shown as they arrive."""
 
 from __future__ import annotations
 
 import html
-import time
 
 import panel as pn
 
-from .. import sweeps
-from ..jobs import JobSlot, session_scheduler
+from ..compute import Follower, Progress
+from ..jobs import session_scheduler
 
 
-class ProgressiveJob:
-    """A list of cached computations run in the background and shown as each one finishes.
+class ProgressView:
+    """A computation's progress bar, status line and cancel button (:attr:`controls`), and its
+    results shown as they arrive.
 
-    Owns a progress bar, a status line and a cancel button (:attr:`controls`). ``run(tasks)``
-    with tasks ``(kind, kwargs, fn)`` computes ``fn(**kwargs, cancel=..., progress=...)``
-    through the shared cache, one after the other, and calls ``on_results(list_so_far)`` on the
-    session's loop whenever that list changes; a new ``run`` supersedes the old one (latest
-    wins). With ``streaming=True`` the functions also get ``on_partial(ds)`` and a partial
-    result is shown as the last entry while it grows. When all are done the status carries
-    ``<span id=done_id>`` (browser tests wait for it). Tasks go through
-    :func:`app.sweeps.run_tasks`: on a Dask cluster, when one is configured, they run side by
-    side.
+    ``run(tasks)`` follows the shared computation of ``tasks`` (:func:`app.compute.follow`:
+    another session asking for the same tasks shares it, and its progress) and calls
+    ``on_results(list_so_far)`` on the session's loop whenever that list changes; a new ``run``
+    supersedes the old one (latest wins). With ``streaming=True`` a streaming engine's growing
+    result is shown as the last entry. When all are done the status carries
+    ``<span id=done_id>`` (browser tests wait for it). ``unit`` names the tasks ("σ² values");
+    a lone task's progress is given in per cent.
 
     A new run keeps the previous results on screen, with ``dim`` (the layout holding the
     page's plots) at :attr:`DIMMED` opacity and "recomputing…" in the status, until its first
-    result (or streamed partial result) replaces them at full opacity. Once a task has been
-    computed the status estimates the time left (:meth:`time_left`). A failed run says so in
-    the status — a sentence, never the traceback, which the server log keeps — and leaves
-    whatever was shown.
+    result (or streamed partial result) replaces them at full opacity. Once there is something
+    to go on the status estimates the time left (:meth:`time_left`). Cancel leaves the
+    computation (it stops if nobody else follows it). A failed run says so in the status — a
+    sentence, never the traceback, which the server log keeps — and leaves whatever was shown.
     """
 
     #: opacity of the previous results while a new run has not shown anything yet
     DIMMED = 0.4
-    #: a task that finishes this quickly (seconds) came from the cache: it is left out of the
-    #: time per task the estimate of the time left uses
-    FOUND = 0.1
-
     def __init__(self, on_results, unit: str, done_id: str,
                  dim: pn.viewable.Viewable | None = None):
         self._on_results, self._unit, self._done_id, self.dim = on_results, unit, done_id, dim
         self._shown: list = []  # the list on_results was last called with
         self._stale = False  # ``_shown`` belongs to the run before the current one
-        self._slot = JobSlot(session_scheduler(pn.state.curdoc), self._progress)
+        self._follower = Follower(session_scheduler(pn.state.curdoc), self._progress)
+        self._streaming = False
         self.bar = pn.indicators.Progress(value=0, max=100, width=220, visible=False,
                                           align="center")
         self.status = pn.pane.HTML("", styles={"flex": "1 1 240px"}, align="center")
@@ -63,42 +58,11 @@ class ProgressiveJob:
 
     def run(self, tasks: list, streaming: bool = False) -> None:
         self._stale = bool(self._shown)
+        self._streaming = streaming
         self.bar.value, self.bar.visible, self.cancel_button.disabled = 0, True, False
         self.status.object = self._with_stale("computing…", "")
         self._set_stale(self._stale)  # after the status: the note comes with the dimming
-
-        def work(ctx):
-            n, done = len(tasks), {}
-            start = last = time.monotonic()
-            at = [0.0]  # tasks done so far, with the fraction of the current one
-            found = [0, 0.0]  # tasks that came from the cache, and the time they took
-
-            def finished(i, ds):
-                nonlocal last
-                now = time.monotonic()
-                if now - last < self.FOUND:
-                    found[0], found[1] = found[0] + 1, found[1] + now - last
-                last = now
-                done[i] = ds
-
-            def report(count, total, partial=None):  # every report carries all results so far
-                shown = [done[i] for i in sorted(done)] + ([partial] if partial is not None else [])
-                left = None
-                if len(done) > found[0] and count < total:  # at least one task was computed
-                    per_task = (time.monotonic() - start - found[1]) / (count - found[0])
-                    left = per_task * (total - count)
-                ctx.progress(count, total, (shown, left))
-
-            def progress(count, total):
-                at[0] = count
-                report(count, total)
-
-            return sweeps.run_tasks(
-                tasks, cancel=lambda: ctx.cancelled, progress=progress, on_result=finished,
-                on_partial=(lambda i, ds: report(max(at[0], len(done)), n, ds)) if streaming
-                else None)
-
-        self._slot.submit(work, self._done, self._error)
+        self._follower.follow(tasks, self._done, self._error)
 
     @staticmethod
     def time_left(seconds: float) -> str:
@@ -129,14 +93,16 @@ class ProgressiveJob:
         note = "the dimmed plots show the previous result"
         return f"recomputing… {text} · {note}" if text else f"recomputing… {note}"
 
-    def _progress(self, done, total, report):
-        results, left = report
+    def _progress(self, p: Progress) -> None:
+        results = list(p.results) + ([p.partial] if self._streaming and p.partial is not None
+                                     else [])
         if results:  # the new run's first result replaces the previous run's at once
             self._show(results)
-        self.bar.value = int(100 * done / total)
-        text = f"{int(done)} of {total} {self._unit} done"
-        if left is not None:
-            text += f" · {self.time_left(left)} left"
+        self.bar.value = int(100 * p.done / p.total)
+        text = (f"{100 * p.done:.0f} % done" if p.total == 1 else
+                f"{int(p.done)} of {p.total} {self._unit} done")
+        if p.left is not None:
+            text += f" · {self.time_left(p.left)} left"
         self.status.object = self._with_stale(text)
 
     def _done(self, results):
@@ -146,7 +112,7 @@ class ProgressiveJob:
                               f'{self._unit}</span>')
 
     def cancel(self, event=None) -> None:
-        self._slot.cancel()
+        self._follower.cancel()
         self.bar.visible, self.cancel_button.disabled = False, True
         self.status.object = ("Cancelled; the dimmed plots show the previous result. Change a "
                               "parameter to compute again." if self._stale else
@@ -155,7 +121,7 @@ class ProgressiveJob:
     def _error(self, exc):
         self.bar.visible, self.cancel_button.disabled = False, True
         # engine functions raise ValueError with a sentence a student can act on; anything
-        # else is a bug whose details belong in the server log (JobSlot logs the traceback)
+        # else is a bug whose details belong in the server log (app.compute logs the traceback)
         text = "The computation failed."
         if isinstance(exc, ValueError) and str(exc).strip():
             reason = str(exc).strip().splitlines()[0][:300]
@@ -166,6 +132,14 @@ class ProgressiveJob:
             text += " The plots show what was computed before it failed."
         self.status.object = html.escape(f"{text} Change a parameter to retry.", quote=False)
 
+    @property
+    def running(self) -> bool:
+        return self._follower.running
+
+    @property
+    def closed(self) -> bool:
+        return self._follower.closed
+
     def close(self) -> None:
-        self._slot.close()
+        self._follower.close()
 

@@ -6,8 +6,9 @@ Left: μ+(x) and μ−(x) at the chosen (w, v) with the input density ρ(x). Rig
 the linearised random map, with the valley curve C; click it to choose (w, v). Below: the
 pullback cloud of 10⁵ paths driven by one noise realisation, drawn with datashader.
 
-Maps and clouds are computed in a worker thread with progress and cancel, through the shared
-cache, so coming back to the page (or a second student with the same link) is instant.
+Maps, clouds and the chosen point's values are shared computations (:mod:`app.compute`) with
+progress and cancel, through the shared cache: coming back to the page is instant, and a second
+student with the same link follows the same computation.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from holoviews.streams import Tap
 
 from engine import fa, stability
 
-from .. import sweeps
+from ..compute import Follower
 from ..figures import finite
-from ..jobs import JobSlot, session_scheduler
+from ..jobs import session_scheduler
 from ..state import StabilityParams
 from .base import Page, flow
+from .progress import ProgressView
 
 SLUG = "stability"
 TITLE = "Stability maps & pullback attractors"
@@ -141,10 +143,7 @@ class StabilityPage(Page):
         super().__init__(query=query, **params)
         if query:
             self.apply_query(query)
-        schedule = session_scheduler(pn.state.curdoc)
-        self._map_job = JobSlot(schedule, self._on_map_progress)
-        self._cloud_job = JobSlot(schedule, self._on_cloud_progress)
-        self._point_job = JobSlot(schedule)
+        self._point_job = Follower(session_scheduler(pn.state.curdoc))
         self._map_ds = self._cloud_ds = self._point_ds = None
         self._build()
         s = self.state
@@ -167,68 +166,30 @@ class StabilityPage(Page):
                 "point": self._point_ds}
 
     def cleanup(self) -> None:
-        for job in (self._map_job, self._cloud_job, self._point_job):
+        for job in (self._map_view, self._cloud_view, self._point_job):
             job.close()
 
     # -- computations ------------------------------------------------------------------------
     def _request_map(self) -> None:
-        pi_task, map_task, _ = self.state.tasks()
-        self._map_status.object = "computing the maps…"
-        self._map_progress.value = -1  # indeterminate until the first report
-        self._map_progress.visible = True
+        pi_task, map_task, _ = self.state.tasks()  # the π map first: the live page's inset
+        self._map_view.run([pi_task, map_task])
 
-        def work(ctx):
-            ctx.progress(0, 3, "π map")
-            sweeps.run_tasks([pi_task], cancel=lambda: ctx.cancelled)
-            ctx.check()
-            ctx.progress(1, 3, "Lyapunov map")
-            return sweeps.run_tasks([map_task], cancel=lambda: ctx.cancelled)[0]
-
-        self._map_job.submit(work, self._on_map, self._on_error)
-
-    def _on_map_progress(self, done, total, text):
-        self._map_progress.value = int(100 * done / total)
-        self._map_status.object = f"computing: {text}…"
-
-    def _on_map(self, ds):
-        self._map_ds = ds
-        self._map_progress.visible = False
-        self._map_status.object = ""
-        self._redraw_map()
+    def _on_maps(self, results):
+        """The π map as soon as it is in (cheap), then the full map (π, its finite-η version
+        and λ) replacing it."""
+        if results:
+            self._map_ds = results[-1]
+            self._redraw_map()
 
     def _request_cloud(self) -> None:
-        task = self.state.tasks()[-1]
-        self._cloud_progress.value = 0
-        self._cloud_progress.visible = True
-        self._cancel_btn.disabled = False
-        self._cloud_status.object = "starting…"
+        self._cloud_view.run([self.state.tasks()[-1]])
 
-        def work(ctx):
-            return sweeps.run_tasks(
-                [task], cancel=lambda: ctx.cancelled,
-                progress=lambda d, t: ctx.progress(d, t, f"{100 * d / t:.0f} % done"))[0]
-
-        self._cloud_job.submit(work, self._on_cloud, self._on_error)
-
-    def _on_cloud_progress(self, done, total, text):
-        self._cloud_progress.value = int(100 * done / total)
-        self._cloud_status.object = f"pullback: {text}"
-
-    def _on_cloud(self, ds):
-        self._cloud_ds = ds
-        self._cloud_progress.visible = False
-        self._cancel_btn.disabled = True
-        self._cloud_status.object = ""
-        self._redraw_cloud()
-
-    def _on_cancel(self, event):
-        self._cloud_job.cancel()
-        self._cloud_progress.visible = False
-        self._cancel_btn.disabled = True
-        self._cloud_status.object = "Cancelled. Change a parameter to compute again."
+    def _on_cloud(self, results):
+        if results:
+            self._cloud_ds = results[0]
+            self._redraw_cloud()
 
     def _on_error(self, exc):
-        self._map_progress.visible = self._cloud_progress.visible = False
         self.add_notice(f"The computation failed: {exc}")
 
     # -- drawing -----------------------------------------------------------------------------
@@ -258,11 +219,10 @@ class StabilityPage(Page):
     def _request_point(self):
         self._point_md.object = self._point_text(None)
         task = self.state.point_task()
-        self._point_job.submit(lambda ctx: sweeps.run_tasks([task], cancel=lambda: ctx.cancelled)[0],
-                               self._on_point, self._on_error)
+        self._point_job.follow([task], self._on_point, self._on_error)
 
-    def _on_point(self, ds):
-        self._point_ds = ds
+    def _on_point(self, results):
+        self._point_ds = ds = results[0]
         self._point_md.object = self._point_text(ds)
 
     def _cloud_plot(self, ds):
@@ -304,8 +264,8 @@ class StabilityPage(Page):
         if data is None:
             return (hv.Image(np.full((2, 2), np.nan), bounds=(0, 0, 2, 2), kdims=["w", "v"])
                     * valley_curve(np.empty(0), np.empty(0), missing="not computed yet"))
-        if var not in data:
-            var = "pi_finite_lr"
+        if var not in data:  # e.g. λ asked while only the π map is in
+            var = next(v for v in LABELS if v in data)
         vdims = [v for v in ("pi_small_lr", "pi_finite_lr", "lyapunov", "lyapunov_se",
                              "mu_plus_mean", "mu_minus_mean") if v in data]
         vdims.remove(var)
@@ -377,12 +337,8 @@ class StabilityPage(Page):
                                              min_height=420)
         self._mu_pane = pn.pane.HoloViews(self._mu_plot(), sizing_mode="stretch_both", min_height=330)
         self._point_md = pn.pane.Markdown(self._point_text(None))
-        self._map_progress = pn.indicators.Progress(value=-1, max=100, width=200, visible=True)
-        self._map_status = pn.pane.Markdown("")
-        self._cloud_progress = pn.indicators.Progress(value=0, max=100, width=300)
-        self._cloud_status = pn.pane.Markdown("", styles={"flex": "0 1 200px"})
-        self._cancel_btn = pn.widgets.Button(name="Cancel", button_type="warning", width=90)
-        self._cancel_btn.on_click(self._on_cancel)
+        self._map_view = ProgressView(self._on_maps, "maps", "map-done")
+        self._cloud_view = ProgressView(self._on_cloud, "pullback cloud", "cloud-done")
         self._trapped = pn.pane.HTML("", styles={"flex": "1 1 300px"})
         self._alert = pn.pane.Alert("", alert_type="warning", visible=False)
         self._preset_select = self.preset_selector(self._on_preset)
@@ -410,15 +366,19 @@ class StabilityPage(Page):
                          sizing_mode="stretch_width")
 
     def __panel__(self):
+        # dimmed while they recompute: the frames (a HoloViews pane's own styles cannot be set)
+        map_cell = self.plot_cell(self._map_pane, 340)
+        cloud = self.deferred(self._cloud_pane, height=440, sizing_mode="stretch_width")
+        self._map_view.dim, self._cloud_view.dim = map_cell, cloud
         return pn.Column(  # rows that wrap into one column on a narrow screen
             pn.pane.Markdown(self.prompt_markdown, sizing_mode="stretch_width"),
             self._alert,
-            pn.Row(self._map_progress, self._map_status),
-            flow(self.plot_cell(self._mu_pane, 340), self.plot_cell(self._map_pane, 340)),
+            self._map_view.controls,
+            flow(self.plot_cell(self._mu_pane, 340), map_cell),
             self._point_md,
             pn.pane.Markdown(EXPLAIN, styles={"color": "#555"}),
-            pn.FlexBox(self._cloud_progress, self._cancel_btn, self._cloud_status, self._trapped,
-                       align_items="center", sizing_mode="stretch_width"),
-            self.deferred(self._cloud_pane, height=440, sizing_mode="stretch_width"),
+            pn.FlexBox(self._cloud_view.controls, self._trapped, align_items="center",
+                       sizing_mode="stretch_width"),
+            cloud,
             sizing_mode="stretch_width",
         )

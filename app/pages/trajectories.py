@@ -14,11 +14,11 @@ import logging
 import panel as pn
 import param
 
-from .. import sweeps
 from ..cache import get_cache
 from ..figures.live import (WHERE_TEXT, live_columns, live_figures, loss_title, pi_columns,
                             set_columns)
-from ..jobs import JobSlot, session_scheduler
+from ..compute import Follower
+from ..jobs import session_scheduler
 from ..state import (LIVE_ADVANCED, LIVE_MODEL_FIELDS, LIVE_PARAMS, LIVE_RUN_FIELDS,
                      LIVE_START_FIELDS, RESTART_PARAMS, EnsembleParams, StabilityParams,
                      TrajectoryRun)
@@ -53,7 +53,7 @@ class TrajectoriesPage(Page):
         self._figures = live_figures()
         self._drawn_resets = -1
         self._pi_ds, self._pi_teacher = False, None  # nothing drawn yet (None: no map)
-        self._pi_job = JobSlot(session_scheduler(self._doc))
+        self._pi_job = Follower(session_scheduler(self._doc))
         self._build()
         self._push()
         self._request_pi()  # a cached map is drawn at once
@@ -215,9 +215,10 @@ class TrajectoriesPage(Page):
             self._show_pi(ds)
             return
         self._show_pi(None)
-        self._pi_job.submit(lambda ctx: sweeps.run_tasks([task])[0], self._on_pi)
+        self._pi_job.follow([task], self._on_pi)
 
-    def _on_pi(self, ds) -> None:
+    def _on_pi(self, results) -> None:
+        ds = results[0]
         if float(ds.attrs["sigma2"]) == float(self.run.model.sigma2):
             self._show_pi(ds)
 

@@ -20,6 +20,7 @@ def _open(probe, url):
     page.goto(url)
     page.wait_for_function("() => location.search.includes('page=stability')", timeout=60_000)
     page.wait_for_function(f"() => ({PI_SUM})() > 0", timeout=60_000)  # the map has arrived
+    page.wait_for_function(f"() => ({MU_CURVES})().length > 0", timeout=60_000)  # and μ±(x)
     return page
 
 
