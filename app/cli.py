@@ -169,8 +169,22 @@ def cmd_prewarm(args) -> int:
     return 0
 
 
-def serve_command(args) -> tuple[list[str], dict]:
-    """The ``panel serve`` command line and environment for ``serve``'s options."""
+def _origins(args) -> list[str]:
+    """The websocket origins to accept: the options', the environment's, else the serving
+    host's."""
+    origins = list(args.allow_origin or [])
+    if not origins:
+        origins = [o for o in os.environ.get("SGD_ATLAS_ORIGINS", "").replace(",", " ").split() if o]
+    if not origins:  # the serving host only
+        origins = [f"localhost:{args.port}", f"127.0.0.1:{args.port}"]
+        if args.address not in ("127.0.0.1", "localhost", "0.0.0.0", "::"):
+            origins.append(f"{args.address}:{args.port}")
+    return origins
+
+
+def serve_command(args, port: int | None = None) -> tuple[list[str], dict]:
+    """The ``panel serve`` command line and environment for ``serve``'s options: the server
+    itself, or with ``port`` one of ``--procs N``'s processes (on loopback, behind the proxy)."""
     env = dict(os.environ)
     cache_dir = _cache_dir(args)
     if cache_dir is not None:
@@ -181,53 +195,134 @@ def serve_command(args) -> tuple[list[str], dict]:
         env["SGD_ATLAS_CACHE_BYTES"] = str(int(args.cache_bytes))
     if args.scheduler is not None:
         env["SGD_ATLAS_SCHEDULER"] = args.scheduler
-    origins = list(args.allow_origin or [])
-    if not origins:
-        origins = [o for o in os.environ.get("SGD_ATLAS_ORIGINS", "").replace(",", " ").split() if o]
-    if not origins:  # the serving host only
-        origins = [f"localhost:{args.port}", f"127.0.0.1:{args.port}"]
-        if args.address not in ("127.0.0.1", "localhost", "0.0.0.0", "::"):
-            origins.append(f"{args.address}:{args.port}")
-    cmd = [sys.executable, "-m", "panel", "serve", str(APP_DIR), "--address", args.address,
-           "--port", str(args.port), "--liveness", "--num-procs", str(args.num_procs)]
-    for origin in origins:
+    address, port = ("127.0.0.1", port) if port is not None else (args.address, args.port)
+    cmd = [sys.executable, "-m", "panel", "serve", str(APP_DIR), "--address", address,
+           "--port", str(port), "--liveness", "--num-procs", "1"]
+    for origin in _origins(args):
         cmd += ["--allow-websocket-origin", origin]
     if args.warm:
         cmd.append("--warm")
-    if args.show:
+    if args.show and port == args.port:
         cmd.append("--show")
     return cmd, env
 
 
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def cmd_serve(args) -> int:
-    cmd, env = serve_command(args)
+    if args.num_procs < 1:
+        raise UsageError(f"--procs must be at least 1, got {args.num_procs}")
+    if args.num_procs == 1:
+        cmd, env = serve_command(args)
+        if args.dry_run:
+            print(shlex.join(cmd))
+            return 0
+        os.execvpe(cmd[0], cmd, env)  # the server is this very process: signals reach it
+    ports = _free_ports(args.num_procs)
+    commands = [serve_command(args, port) for port in ports]
     if args.dry_run:
-        print(shlex.join(cmd))
+        for cmd, _ in commands:
+            print(shlex.join(cmd))
+        print(f"# and sgd-atlas's proxy on {args.address}:{args.port}, keeping each browser on "
+              "one of these processes")
         return 0
-    if args.num_procs == 1:  # the server is this very process: signals reach it directly
-        os.execvpe(cmd[0], cmd, env)
-    return supervise(cmd, env)
+    return supervise(commands, ports, args)
 
 
-def supervise(cmd: list[str], env: dict) -> int:
-    """Run a multi-process server (``--num-procs N``) in a process group of its own and end
-    the whole group when this process is asked to stop (SIGTERM, SIGINT, SIGHUP) or when the
-    server's parent exits: Tornado's parent process only forks and waits, and a SIGTERM to it
-    (``docker stop``, a service manager, CI) left its N children serving. Returns the
-    server's exit status."""
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+def supervise(commands: list[tuple[list[str], dict]], ports: list[int], args) -> int:
+    """``--procs N``: N server processes behind the sticky proxy of :mod:`app.proxy`, in this
+    process. Each server runs in a process group of its own (its frame workers with it); all
+    of them are ended when this process is asked to stop (SIGTERM, SIGINT, SIGHUP) or when one
+    of them exits. Returns the exit status."""
+    import urllib.request
 
-    def stop_group(signum=signal.SIGTERM, frame=None):
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    from tornado.ioloop import IOLoop, PeriodicCallback
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, stop_group)
-    code = proc.wait()
-    stop_group()  # children the parent left behind
-    return code
+    from . import proxy
+
+    procs = [subprocess.Popen(cmd, env=env, start_new_session=True) for cmd, env in commands]
+    status = {"code": 0}
+
+    def stop_all():
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def exited():
+        return next((p for p in procs if p.poll() is not None), None)
+
+    def interrupt(signum, frame):  # while the processes start: stop them
+        raise KeyboardInterrupt
+
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, interrupt)
+        for port in ports:  # each process answers before the public port opens
+            deadline = time.monotonic() + 600
+            while True:
+                gone = exited()
+                if gone is not None:
+                    print(f"sgd-atlas serve: a server process exited ({gone.returncode}) "
+                          "while starting", file=sys.stderr)
+                    return gone.returncode or 1
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/liveness", timeout=5):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        print("sgd-atlas serve: a server process did not start in 600 s",
+                              file=sys.stderr)
+                        return 1
+                    time.sleep(0.5)
+        loop = IOLoop.current()
+        proxy.application(proxy.Backends(ports)).listen(args.port, args.address)
+        url = f"http://{args.address}:{args.port}/app"
+        print(f"sgd-atlas: serving {url} from {len(procs)} processes (each browser kept on "
+              "one)", file=sys.stderr, flush=True)
+        if args.show:
+            import webbrowser
+
+            webbrowser.open(url)
+
+        def stop(signum=None, frame=None):
+            loop.add_callback_from_signal(loop.stop)
+
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, stop)
+
+        def watch():
+            gone = exited()
+            if gone is not None:
+                print(f"sgd-atlas serve: a server process exited ({gone.returncode}); stopping",
+                      file=sys.stderr)
+                status["code"] = gone.returncode or 1
+                loop.stop()
+
+        PeriodicCallback(watch, 1000).start()
+        loop.start()
+        return status["code"]
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop_all()
+        for p in procs:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -292,9 +387,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--cache-bytes", type=float, metavar="N",
                    help="memory budget of the result cache in bytes (default 512 MiB)")
     s.add_argument("--procs", "--num-procs", dest="num_procs", type=int, default=1, metavar="N",
-                   help="server processes (default 1); stopping sgd-atlas stops all of them. "
-                        "The class mode (/class) is served by one process within its targets; "
-                        "its runs are held per process, so keep 1 for class links")
+                   help="server processes (default 1), behind one port: each browser is kept "
+                        "on one of them (a cookie), they share the disk cache, and stopping "
+                        "sgd-atlas stops all of them. The class mode reaches its targets "
+                        "with 1 (it has its own frame workers); more help the full pages")
     s.add_argument("--no-warm", dest="warm", action="store_false",
                    help="do not run the app once before accepting sessions")
     s.add_argument("--show", action="store_true", help="open a browser")

@@ -123,11 +123,21 @@ def test_serve_defaults_to_this_host_only(monkeypatch):
 
 
 def test_stopping_a_multi_process_server_stops_every_process():
-    """``sgd-atlas serve --procs 2`` serves from two processes, the class mode's page and API
-    included; a SIGTERM to sgd-atlas (``docker stop``) ends all of them (before, Tornado's
-    children outlived their parent)."""
+    """``sgd-atlas serve --procs 2``: two server processes behind one port (app/proxy.py).
+
+    Each browser is kept on one process by a cookie: a class-mode run, held by the process
+    that computed it, is stepped ten times without once being "no longer on the server" — and
+    without the cookie (requests spread over both) it would be; a Panel page's websocket
+    reaches the process that built its page. A SIGTERM to sgd-atlas (``docker stop``) ends all
+    of them (before, Tornado's children outlived their parent)."""
+    import asyncio
     import json
+    import re
+    import urllib.error
     import urllib.request
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
 
     from tests.load.loadtest import ROOT
     from tests.support import free_port, live_processes, process_tree, wait_serving
@@ -136,18 +146,69 @@ def test_stopping_a_multi_process_server_stops_every_process():
     proc = subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()", "serve",
                              "--procs", "2", "--port", str(port), "--no-disk-cache"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path, cookie=None):
+        request = urllib.request.Request(base + path, headers={"Cookie": cookie} if cookie else {})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as r:
+                return r.status, r.headers, r.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.headers, err.read()
+
+    def stats():
+        return json.loads(get("/atlas-proxy")[2])["processes"]
+
+    def step_ten(cookie):
+        """A class-mode run started and stepped ten times: the statuses of the steps."""
+        answer = json.loads(get("/api/live/frame?sigma2=0.5&steps_per_frame=10", cookie)[2])
+        codes = []
+        for _ in range(10):
+            code, _, body = get(f"/api/live/frame?sigma2=0.5&steps_per_frame=10&action=step"
+                                f"&run={answer.get('run', '')}", cookie)
+            codes.append(code)
+            if code == 200:
+                answer = json.loads(body)
+        return codes, answer
+
     serving: set[int] = set()
     try:
-        assert wait_serving(f"http://127.0.0.1:{port}", proc, 240), "the server did not start"
-        time.sleep(2)
+        assert wait_serving(base, proc, 300), "the server did not start"
+        time.sleep(1)
         serving = set(process_tree(proc.pid)[1:])
         assert len(serving) >= 2  # (at least) the two server processes
-        base = f"http://127.0.0.1:{port}"
-        with urllib.request.urlopen(f"{base}/class?page=trajectories", timeout=120) as r:
-            assert r.status == 200 and "Play</button>" in r.read().decode()
-        with urllib.request.urlopen(f"{base}/api/live/frame?sigma2=0.5", timeout=60) as r:
-            answer = json.loads(r.read())
-        assert answer["values"]["sigma2"] == 0.5 and answer["step"] == 0
+        code, headers, body = get("/class?page=trajectories")
+        assert code == 200 and "Play</button>" in body.decode()
+        cookie = headers["Set-Cookie"].split(";")[0]
+        assert re.fullmatch(r"sgd_atlas_proc=[01]", cookie)
+        codes, answer = step_ten(cookie)
+        assert codes == [200] * 10 and answer["step"] == 100
+        assert answer["values"]["sigma2"] == 0.5
+        codes, _ = step_ten(None)  # no cookie: the requests alternate between the processes
+        assert 404 in codes
+        assert all(p["requests"] > 0 for p in stats())
+
+        # a Panel page, then its websocket: both to the cookie's process
+        before = stats()
+        code, headers, body = get("/app?page=about")
+        cookie = headers["Set-Cookie"].split(";")[0]
+        k = int(cookie.rsplit("=", 1)[1])
+        token = re.search(r'"token":\s*"([^"]+)"', body.decode()).group(1)
+
+        async def connect():
+            ws = await websocket_connect(HTTPRequest(
+                f"ws://127.0.0.1:{port}/app/ws", headers={"Cookie": cookie,
+                                                          "Origin": f"http://127.0.0.1:{port}"}),
+                subprotocols=["bokeh", token])
+            first = await asyncio.wait_for(ws.read_message(), 60)  # Bokeh's ACK
+            ws.close()
+            return first
+
+        assert asyncio.run(connect()) is not None
+        after = stats()
+        assert [a["websockets"] - b["websockets"] for a, b in zip(after, before)] == \
+            [int(i == k) for i in range(2)]
+        assert after[k]["pages"] - before[k]["pages"] == 1
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
         deadline = time.time() + 30
