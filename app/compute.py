@@ -79,7 +79,7 @@ class Computation:
         self._lock = threading.Lock()
         self._followers: dict[Hashable, tuple[float | None, Callable | None]] = {}
 
-    # -- followers -------------------------------------------------------------------------------
+    # -- followers ------------------------------------------------------------------------------
     def _live(self, now: float) -> int:
         return sum(1 for expiry, _ in self._followers.values() if expiry is None or expiry > now)
 
@@ -105,7 +105,7 @@ class Computation:
         with self._lock:
             return self._live(time.monotonic())
 
-    # -- what followers see ------------------------------------------------------------------------
+    # -- what followers see --------------------------------------------------------------------
     def status(self) -> Progress:
         with self._lock:
             results = tuple(self._results[i] for i in sorted(self._results))
@@ -122,7 +122,7 @@ class Computation:
             except Exception:  # one follower's bug must not stop the others' updates
                 log.exception("a computation's listener failed")
 
-    # -- the work ------------------------------------------------------------------------------------
+    # -- the work ------------------------------------------------------------------------------
     def _progress(self, done: float, total: int) -> None:
         with self._lock:
             self._done = float(done)
@@ -233,7 +233,12 @@ class Follower:
         self._comp: Computation | None = None
         self._generation = 0
         self._closed = False
-        self._lock = threading.Lock()
+        # held while a callback runs and while a request supersedes another: without a server
+        # (tests, notebooks) callbacks run in the computing threads, and a callback that had
+        # checked it was current could otherwise run after a newer request (a zoomed map
+        # drawn over the map asked for after it). On a server both happen on the session's
+        # loop, and the lock is never contended.
+        self._lock = threading.RLock()
 
     @property
     def running(self) -> bool:
@@ -261,7 +266,9 @@ class Follower:
 
         def deliver(fn, *args):
             def guarded():
-                if current():
+                with self._lock:
+                    if not current():
+                        return
                     try:
                         fn(*args)
                     except Exception:  # a view bug must not vanish silently in a callback

@@ -140,7 +140,7 @@ def test_stopping_a_multi_process_server_stops_every_process():
     from tornado.websocket import websocket_connect
 
     from tests.load.loadtest import ROOT
-    from tests.support import free_port, live_processes, process_tree, wait_serving
+    from tests.support import free_port, live_processes, process_tree, run_async, wait_serving
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", "from app.cli import main; main()", "serve",
@@ -204,7 +204,7 @@ def test_stopping_a_multi_process_server_stops_every_process():
             ws.close()
             return first
 
-        assert asyncio.run(connect()) is not None
+        assert run_async(connect()) is not None
         after = stats()
         assert [a["websockets"] - b["websockets"] for a, b in zip(after, before)] == \
             [int(i == k) for i in range(2)]

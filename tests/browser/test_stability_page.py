@@ -85,9 +85,10 @@ def test_trapped_cluster_of_the_pullback_cloud_is_marked(server, probe):
     frac = float(page.locator("#trapped-fraction").inner_text().rstrip(" %"))
     assert frac > 0
     try:
-        # rings drawn, each with its size (not a plot caught halfway through a redraw)
+        # rings drawn, each with its size (not a plot caught halfway through a redraw, whose
+        # glyphs may for a moment carry another layer's fixed size)
         page.wait_for_function(f"() => {{ const r = ({TRAPPED_RINGS})(); return r.length > 0 && "
-                               f"r.every(([s, z]) => Number.isFinite(s) && Number.isFinite(z)); }}",
+                               f"r.every(([s, z]) => Number.isFinite(s) && z >= 12); }}",
                                timeout=30_000)
     except Exception:
         pass  # the assertion below says what is missing
