@@ -48,8 +48,7 @@ def test_stability_page_computes_in_the_background_and_follows_sigma2():
     try:
         # the π map is shown first, then the full map (π, finite-η π, λ) replaces it
         _wait(lambda: page._map_ds is not None and "lyapunov" in page._map_ds
-              and page._cloud_ds is not None)
-        assert 'id="map-done"' in page._map_view.status.object
+              and page._cloud_ds is not None and 'id="map-done"' in page._map_view.status.object)
         strong = float(page._map_ds.pi_small_lr.sum())
         assert page._map_ds.sizes == {"w": 30, "v": 30}
         assert "lyapunov" in page._map_ds and "mu_plus_mean" in page._map_ds

@@ -65,10 +65,11 @@ def test_pullback_cloud_shows_its_trapped_fraction(server, probe):
     assert probe.errors == []
 
 
-#: the trapped-cluster rings of the pullback cloud: [share %, marker size in px] per ring
+#: the trapped-cluster rings of the pullback cloud: [share %, marker size in px] per ring, of
+#: the renderers on screen (a replaced plot's models may linger in the document for a while)
 TRAPPED_RINGS = """() => { const out = [];
-    for (const doc of Bokeh.documents) for (const r of doc.all_models) {
-        const data = r.data_source && r.data_source.data;
+    for (const v of Bokeh.index.query((v) => v.model instanceof Bokeh.Models.GlyphRenderer)) {
+        const r = v.model, data = r.data_source && r.data_source.data;
         if (!r.glyph || !data || !data.share || !r.visible) continue;
         const size = r.glyph.size, field = size && size.field;
         Array.from(data.share).forEach((s, i) => out.push(
