@@ -47,7 +47,7 @@ from tornado.web import RequestHandler
 
 from . import sweeps
 from .cache import canonical
-from .presets import find_preset, load_presets, preset_prompt, preset_values
+from .presets import apply_link, find_preset, load_presets, preset_prompt
 from .state import (LIVE_ADVANCED, LIVE_MODEL_FIELDS, LIVE_RUN_FIELDS, LIVE_START_FIELDS,
                     EnsembleParams, StabilityParams, TrajectoryRun)
 from .urlstate import apply_values, coerce, teacher_fields
@@ -65,7 +65,9 @@ _RUN_ID = set("0123456789abcdef")
 
 
 class BadRequest(ValueError):
-    """Input the API refuses: answered with status 400 and this message."""
+    """Input the API refuses: answered with status :attr:`status` (400) and this message."""
+
+    status = 400
 
 
 class Gone(KeyError):
@@ -244,20 +246,9 @@ def read_query(arguments: dict[str, list[bytes]], raw_length: int = 0) -> dict[s
 def fresh_run(query: dict) -> tuple[TrajectoryRun, list[str]]:
     """A run at step 0 from the page's defaults, the link's preset, then its values — the
     order of :meth:`app.pages.base.Page.apply_query`."""
-    notices = []
     model = EnsembleParams()
     run = TrajectoryRun(model=model)
-    preset = query.get("preset")
-    if preset:
-        found = find_preset(SLUG, preset)
-        if found is None:
-            notices.append(f"No preset called {preset[:40]!r}; using defaults.")
-        else:
-            values = preset_values(found)
-            notices += apply_values(model, values, MODEL_FIELDS + START_FIELDS)
-            notices += apply_values(run, values, RUN_FIELDS)
-    notices += apply_values(model, query, MODEL_FIELDS + START_FIELDS)
-    notices += apply_values(run, query, RUN_FIELDS)
+    notices = apply_link(SLUG, [(model, MODEL_FIELDS + START_FIELDS), (run, RUN_FIELDS)], query)
     run.reset()  # a fresh start with the link's values, without "restarted" notices
     return run, notices
 
@@ -575,7 +566,7 @@ class _Handler(RequestHandler):
         try:
             body = await make(self.query())
         except BadRequest as exc:
-            self.send_error(400, exc_info=(type(exc), exc, None))
+            self.send_error(exc.status, exc_info=(type(exc), exc, None))
             return
         except Gone as exc:
             self.send_error(404, exc_info=(type(exc), exc, None))
@@ -637,9 +628,13 @@ class ClassHandler(_Handler):
 
 
 def routes() -> list[tuple[str, type]]:
-    """The class mode's tornado routes (Bokeh adds the server's ``--prefix``)."""
+    """The class mode's tornado routes (Bokeh adds the server's ``--prefix``): the pages, the
+    live page's API and every page's computations (:mod:`app.classapi`)."""
+    from . import classapi
+
     return [(r"/class/?", ClassHandler), (r"/api/live/frame", FrameHandler),
-            (r"/api/live/pi", PiHandler), (r"/api/live/export\.nc", ExportHandler)]
+            (r"/api/live/pi", PiHandler), (r"/api/live/export\.nc", ExportHandler),
+            *classapi.routes()]
 
 
 async def warm_up() -> float:

@@ -59,33 +59,24 @@ def build_states(page: str, preset: str | None = None, values: dict | None = Non
                  report=print) -> dict:
     """Fresh state objects of ``page`` with a preset's and then ``values``' parameters applied
     (validated as link values are; ``report`` receives each notice)."""
-    from .presets import find_preset, load_presets, preset_values
+    from .presets import apply_link, find_preset, load_presets
     from .state import PAGE_STATES
-    from .urlstate import apply_values
 
     if page not in PAGE_STATES:
         raise UsageError(f"no page {page!r}; choose one of: {', '.join(PAGE_STATES)}")
     states = {attr: cls() for attr, cls in PAGE_STATES[page].items()}
     fields = {attr: tuple(n for n in obj.param if n != "name") for attr, obj in states.items()}
-
-    def apply(vals: dict) -> None:
-        for attr, obj in states.items():
-            for notice in apply_values(obj, vals, fields[attr]):
-                report(notice)
-
-    if preset:
-        found = find_preset(page, preset)
-        if found is None:
-            ids = [p["id"] for p in load_presets().get(page, [])]
-            raise UsageError(f"page {page} has no preset {preset!r}; presets: {', '.join(ids) or 'none'}")
-        apply(preset_values(found))
-    if values:
-        known = {n for f in fields.values() for n in f}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UsageError(f"page {page} has no parameter {', '.join(unknown)}; "
-                             f"parameters: {', '.join(sorted(known))}")
-        apply(values)
+    if preset and find_preset(page, preset) is None:
+        ids = [p["id"] for p in load_presets().get(page, [])]
+        raise UsageError(f"page {page} has no preset {preset!r}; presets: {', '.join(ids) or 'none'}")
+    known = {n for f in fields.values() for n in f}
+    unknown = sorted(set(values or {}) - known)
+    if unknown:
+        raise UsageError(f"page {page} has no parameter {', '.join(unknown)}; "
+                         f"parameters: {', '.join(sorted(known))}")
+    query = {**({"preset": preset} if preset else {}), **(values or {})}
+    for notice in apply_link(page, [(states[a], fields[a]) for a in states], query):
+        report(notice)
     return states
 
 

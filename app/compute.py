@@ -199,6 +199,17 @@ def follow(tasks: Sequence, follower: Hashable, listener: Callable[[Progress, bo
     return comp
 
 
+def renew(comp: Computation, follower: Hashable, ttl: float) -> bool:
+    """Extend ``follower``'s lease on ``comp`` by ``ttl`` seconds from now, without a listener;
+    False when ``comp`` no longer runs."""
+    with _REGISTRY_LOCK:
+        if _REGISTRY.get(comp.key) is not comp:
+            return False
+        with comp._lock:
+            comp._followers[follower] = (time.monotonic() + float(ttl), None)
+    return True
+
+
 def leave(comp: Computation, follower: Hashable) -> None:
     """``follower`` no longer follows ``comp``; it stops at its next check if nobody does."""
     with comp._lock:

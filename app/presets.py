@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterable, Mapping
 
 import yaml
 
@@ -40,3 +41,26 @@ def preset_values(preset: dict) -> dict:
 def preset_prompt(preset: dict) -> str:
     """A preset's one-line prompt as Markdown, its title first."""
     return f"**{preset['title']}** — {preset['prompt']}"
+
+
+def apply_link(page: str, targets: Iterable[tuple[object, Iterable[str]]],
+               query: Mapping) -> list[str]:
+    """A link's values on fresh state objects — its ``preset`` first, then its own values, as
+    a page applies a link (:meth:`app.pages.base.Page.apply_query`) — each validated
+    (:func:`app.urlstate.apply_values`); returns the notices. ``targets`` are ``(state object,
+    the fields it takes)``."""
+    from .urlstate import apply_values
+
+    targets = [(obj, tuple(fields)) for obj, fields in targets]
+    notices: list[str] = []
+    preset = query.get("preset")
+    if preset:
+        found = find_preset(page, preset)
+        if found is None:
+            notices.append(f"No preset called {str(preset)[:40]!r}; using defaults.")
+        else:
+            for obj, fields in targets:
+                notices += apply_values(obj, preset_values(found), fields)
+    for obj, fields in targets:
+        notices += apply_values(obj, query, fields)
+    return notices

@@ -817,6 +817,26 @@ PAGE_STATES: dict[str, dict[str, type]] = {
 }
 
 
+def computations(slug: str, states: dict[str, param.Parameterized]) -> dict[str, list[Task]]:
+    """A page's long computations by name, for its current values: what its views follow
+    (:mod:`app.compute`) and what the class mode's API starts (:mod:`app.classapi`) — one
+    definition for both."""
+    if slug not in PAGE_STATES:
+        raise ValueError(f"unknown page {slug!r}; pages with datasets: {', '.join(PAGE_STATES)}")
+    if slug == "trajectories":  # the "where am I" inset: the stability page's π map at this σ²
+        return {"where": [StabilityParams(sigma2=states["model"].sigma2).pi_map_task()]}
+    s = states["state"]
+    if slug == "stability":  # the cheap π maps first: shown while λ is computed
+        pi_map, full_map, cloud = s.tasks()
+        return {"maps": [pi_map, full_map], "cloud": [cloud], "point": [s.point_task()]}
+    if slug == "phases":
+        return {"map": [s.map_task()], "s_map": s.s_map_tasks(), "cell": s.cell_tasks(),
+                "fig2": [s.fig2_task()]}
+    if slug == "escape":
+        return {"curve": s.tasks(), "powerlaw": states["powerlaw"].tasks()}
+    return {"runs": s.tasks()}  # overfit
+
+
 def page_tasks(slug: str, states: dict[str, param.Parameterized], **options) -> list[Task]:
     """Every expensive result of a page for its current values (both escape tabs)."""
     if slug not in PAGE_STATES:

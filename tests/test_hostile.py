@@ -298,3 +298,41 @@ def test_class_mode_answers_hostile_links_with_json_notices_or_errors(monkeypatc
     data = strict(by_path[worst].body)
     assert data["n"] == 100 and data["values"]["batch_size"] == 1024
     assert 0 < data["step"] <= st.TrajectoryRun.work_budget // (100 * 1024) == data["capped"]
+
+
+def test_the_computations_api_answers_hostile_links_with_json(monkeypatch):
+    """``/api/compute`` and its result and cancel routes (app/classapi.py) get the hostile values
+    in every parameter of every page's computations, and in their own parameters: never a 500
+    or a traceback; every answer is strict JSON (the results route answers 409 while nothing is
+    computed: it validates the link like the others and never computes)."""
+    from urllib.parse import urlencode
+
+    from app import cache, classapi, classmode
+    from app.state import PAGE_STATES, computations
+
+    monkeypatch.setattr(cache, "_CACHE", cache.DatasetCache())
+    monkeypatch.setattr(classapi, "LEASE", 0.2)  # what these requests start stops at once
+    paths = []
+    for slug, classes in PAGE_STATES.items():
+        states = {a: c() for a, c in classes.items()}
+        for what in computations(slug, states):
+            for obj in states.values():
+                for name in (n for n in obj.param if n != "name"):
+                    paths += ["/api/compute/result.nc?" + urlencode(
+                        {"page": slug, "what": what, name: str(v)}) for v in LINK_VALUES]
+    own = [{"page": "stability", "what": "point", "client": "c" * 16, k: str(v)}
+           for k in ("page", "what", "client", "wait", "preset") for v in LINK_VALUES]
+    paths += ["/api/compute?" + urlencode(q) for q in own]
+    paths += ["/api/compute/cancel?" + urlencode({"key": str(v), "client": str(v)})
+              for v in LINK_VALUES]
+    try:
+        answers = _class_mode_requests(paths)
+    finally:
+        classmode.reset_stores()
+    for path, resp in answers:
+        assert resp.code in (200, 400, 409), (path, resp.code, resp.body[:300])
+        data = json.loads(resp.body, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+        if resp.code == 200:
+            assert data["state"] in ("running", "done", "failed", "cancelled", "gone")
+        else:
+            assert data["status"] == resp.code and data["error"]

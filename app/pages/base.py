@@ -56,6 +56,19 @@ class Page(Sharing, TeacherLinks, pn.viewable.Viewer):
         keep (e.g. a zoomed window)."""
         return self.targets()
 
+    def states(self) -> dict[str, param.Parameterized]:
+        """The page's state objects by their :data:`app.state.PAGE_STATES` names."""
+        from ..state import PAGE_STATES
+
+        return {attr: getattr(self, attr) for attr in PAGE_STATES.get(self.slug, {})}
+
+    def computation(self, name: str) -> list:
+        """The tasks of the page's computation ``name`` for its current values
+        (:func:`app.state.computations`, which the class mode's API starts too)."""
+        from ..state import computations
+
+        return computations(self.slug, self.states())[name]
+
     def apply_values(self, values: dict, requested: dict | None = None) -> None:
         """Validate and set ``values`` on the targets; notices for whatever was changed.
 

@@ -102,7 +102,7 @@ class EscapePage(Page):
 
     # --- paper 000, Fig. 5 --------------------------------------------------------------------
     def _request(self):
-        self._job.run(self.state.tasks())
+        self._job.run(self.computation("curve"))
 
     def _show_points(self, points):
         self._points = points
@@ -161,7 +161,7 @@ class EscapePage(Page):
 
     # --- paper 003, Fig. 3 --------------------------------------------------------------------
     def _pl_request(self):
-        self._pl_job.run(self.powerlaw.tasks())
+        self._pl_job.run(self.computation("powerlaw"))
 
     def _show_pl(self, results):
         self._pl = {"fp": [ds for ds in results if ds.attrs["kind"] == "first_passage"],

@@ -76,7 +76,7 @@ class OverfitPage(Page):
         steps, notice = s.capped_steps()
         if notice:
             self.add_notice(notice)
-        self._job.run(s.tasks(), streaming=True)
+        self._job.run(self.computation("runs"), streaming=True)
 
     def _show(self, runs):
         self._runs = runs

@@ -116,15 +116,15 @@ class PhasesPage(Page):
 
     # -- computations ------------------------------------------------------------------------
     def _request_map(self):
-        self._map_view.run([self.state.map_task()])
+        self._map_view.run(self.computation("map"))
 
     def _request_s_map(self):
-        tasks = self.state.s_map_tasks()
+        tasks = self.computation("s_map")
         lr = tasks[0].inputs["lr"]
         self._s_job.follow(tasks, lambda cols: self._on_s_map((lr, cols)), self._on_error)
 
     def _request_fig2(self):
-        self._fig2_job.follow([self.state.fig2_task()], lambda r: self._on_fig2(r[0]),
+        self._fig2_job.follow(self.computation("fig2"), lambda r: self._on_fig2(r[0]),
                               self._on_error)
 
     def _on_error(self, exc):
@@ -255,7 +255,7 @@ class PhasesPage(Page):
     def _simulate(self):
         """The clicked cell's simulation and theory: cached tasks in the background (a click
         used to run them on the server's event loop, holding every other session)."""
-        tasks = self.state.cell_tasks()
+        tasks = self.computation("cell")
         self._sim_job.follow(tasks, self._on_cell, self._on_error)
 
     def _on_cell(self, results):

@@ -171,8 +171,7 @@ class StabilityPage(Page):
 
     # -- computations ------------------------------------------------------------------------
     def _request_map(self) -> None:
-        pi_task, map_task, _ = self.state.tasks()  # the π map first: the live page's inset
-        self._map_view.run([pi_task, map_task])
+        self._map_view.run(self.computation("maps"))
 
     def _on_maps(self, results):
         """The π map as soon as it is in (cheap), then the full map (π, its finite-η version
@@ -182,7 +181,7 @@ class StabilityPage(Page):
             self._redraw_map()
 
     def _request_cloud(self) -> None:
-        self._cloud_view.run([self.state.tasks()[-1]])
+        self._cloud_view.run(self.computation("cloud"))
 
     def _on_cloud(self, results):
         if results:
@@ -218,8 +217,7 @@ class StabilityPage(Page):
 
     def _request_point(self):
         self._point_md.object = self._point_text(None)
-        task = self.state.point_task()
-        self._point_job.follow([task], self._on_point, self._on_error)
+        self._point_job.follow(self.computation("point"), self._on_point, self._on_error)
 
     def _on_point(self, results):
         self._point_ds = ds = results[0]

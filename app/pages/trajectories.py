@@ -20,7 +20,7 @@ from ..figures.live import (WHERE_TEXT, live_columns, live_figures, loss_title, 
 from ..compute import Follower
 from ..jobs import session_scheduler
 from ..state import (LIVE_ADVANCED, LIVE_MODEL_FIELDS, LIVE_PARAMS, LIVE_RUN_FIELDS,
-                     LIVE_START_FIELDS, RESTART_PARAMS, EnsembleParams, StabilityParams,
+                     LIVE_START_FIELDS, RESTART_PARAMS, EnsembleParams,
                      TrajectoryRun)
 from .base import Page, cell, flow
 
@@ -62,6 +62,9 @@ class TrajectoriesPage(Page):
     # -- outside input -----------------------------------------------------------------------
     def targets(self):
         return [(self.run.model, MODEL_FIELDS + START_FIELDS), (self.run, RUN_FIELDS)]
+
+    def states(self):
+        return {"model": self.run.model}
 
     def apply_query(self, query: dict) -> None:
         super().apply_query(query)
@@ -209,7 +212,7 @@ class TrajectoriesPage(Page):
         if m.teacher != "paper000":
             self._show_pi(None)
             return
-        task = StabilityParams(sigma2=m.sigma2).pi_map_task()
+        task, = self.computation("where")
         ds = get_cache().lookup(task.kind, task.inputs, disk=False)
         if ds is not None:  # another session or page has computed it: no job, no wait
             self._show_pi(ds)
