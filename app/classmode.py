@@ -17,8 +17,9 @@ and every frame comes from ``GET /api/live/frame``:
 * frames are computed in worker processes (:func:`frame_workers`), never on the server's
   event loop.
 
-Routes (under the server's ``--prefix``): ``/class?page=<slug>&…`` (the page; slugs without a
-class mode yet are redirected to their Panel page), ``/api/live/frame``, ``/api/live/pi``
+Routes (under the server's ``--prefix``): ``/class?page=<slug>&…`` (the page: the live one, or
+About and the presets gallery as static pages; slugs without a class mode yet are redirected
+to their Panel page), ``/class/thumbnail/<page>.jpg`` (the gallery's pictures), ``/api/live/frame``, ``/api/live/pi``
 (the "where am I" π map) and ``/api/live/export.nc`` (the run as netCDF). Both ``panel serve
 app`` and ``sgd-atlas serve`` mount them (see ``app/app_hooks.py``).
 """
@@ -512,7 +513,7 @@ def build_live_page(preset: str = "") -> bytes:
               "pi": {"sigma2": m.sigma2, "teacher": m.teacher}, "name": f"sgd-atlas-{SLUG}",
               "png_js": browser_code("png-export"), "copy_js": browser_code("copy-link")}
     js = "\n".join((ASSETS / "js" / f"{n}.js").read_text(encoding="utf-8")
-                   for n in ("class-live",))
+                   for n in ("class-menu", "class-live"))
     # BokehJS alone: Panel registers its extensions' bundles (tabulator, luxon, module shims:
     # 563 kB a student) with Bokeh's resources, and this page uses none of them
     resources = "".join(f'<script src="{u}"></script>' for u in
@@ -534,7 +535,41 @@ def build_live_page(preset: str = "") -> bytes:
     return page.encode()
 
 
+#: pages whose class mode is a static page: their text, built once (no computation, no state)
+STATIC = ("about", "gallery")
+
+
+def build_static_page(slug: str) -> bytes:
+    """The About page or the presets gallery as one static page: the Panel page's text (its
+    Markdown, the same cards), the class pages' navigation and look, no Bokeh at all."""
+    from markdown_it import MarkdownIt
+
+    from engine import engine_version
+
+    from .pages import PAGES
+    from .pages.about import TEXT
+    from .pages.gallery import CARD_CSS, gallery_html
+
+    if slug == "about":  # its links to other pages (``?page=…``) stay in the class mode
+        content = MarkdownIt("commonmark", {"html": False}).enable("table").render(TEXT)
+    else:
+        content = gallery_html()
+    page = (ASSETS / "class-static.html").read_text(encoding="utf-8")
+    fill = {
+        "title": html.escape(f"SGD Atlas · {PAGES[slug][0]} · class"),
+        "css": (ASSETS / "class.css").read_text(encoding="utf-8") + CARD_CSS,
+        "nav": _nav(slug), "note": html.escape(f"engine version {engine_version()}"),
+        "content": content, "js": (ASSETS / "js" / "class-menu.js").read_text(encoding="utf-8"),
+    }
+    for k, v in fill.items():
+        page = page.replace("{{" + k + "}}", v)
+    return page.encode()
+
+
 async def class_page(slug: str, preset: str) -> bytes:
+    if slug in STATIC:
+        return await stores()[1].get_or_compute(
+            slug, lambda: (lambda b: (b, len(b)))(build_static_page(slug)))
     preset = preset if find_preset(SLUG, preset) else ""  # unknown: the defaults, and the API's notice
     return await stores()[1].get_or_compute(
         f"{slug}|{preset}", lambda: (lambda b: (b, len(b)))(build_live_page(preset)))
@@ -591,6 +626,21 @@ class PiHandler(_Handler):
         await self.answer(pi_map)
 
 
+class ThumbnailHandler(_Handler):
+    """``/class/thumbnail/<page>.jpg``: the gallery's screenshots, made once per process."""
+
+    def get(self, name: str) -> None:
+        from .pages.gallery import thumbnail
+
+        image = thumbnail(name) if name.isalpha() else None
+        if image is None:
+            self.send_error(404)
+            return
+        self.set_header("Content-Type", "image/jpeg")
+        self.set_header("Cache-Control", "max-age=3600")
+        self.finish(image)
+
+
 class ExportHandler(_Handler):
     async def get(self) -> None:
         await self.answer(export, "application/x-netcdf",
@@ -612,7 +662,7 @@ class ClassHandler(_Handler):
             self.send_error(400, exc_info=(type(exc), exc, None))
             return
         slug = query.get("page", DEFAULT_PAGE)
-        if slug != SLUG:
+        if slug != SLUG and slug not in STATIC:
             target = urlencode(query) if slug in PAGES else urlencode({**query, "page": DEFAULT_PAGE})
             self.redirect(f"app?{target}" if slug in PAGES else f"class?{target}")
             return
@@ -632,7 +682,8 @@ def routes() -> list[tuple[str, type]]:
     live page's API and every page's computations (:mod:`app.classapi`)."""
     from . import classapi
 
-    return [(r"/class/?", ClassHandler), (r"/api/live/frame", FrameHandler),
+    return [(r"/class/?", ClassHandler), (r"/class/thumbnail/([a-z]{1,20})\.jpg", ThumbnailHandler),
+            (r"/api/live/frame", FrameHandler),
             (r"/api/live/pi", PiHandler), (r"/api/live/export\.nc", ExportHandler),
             *classapi.routes()]
 
@@ -646,6 +697,8 @@ async def warm_up() -> float:
         await asyncio.gather(*(in_worker(_ping) for _ in range(4)))  # the workers start now
         for preset in ["", *(p["id"] for p in load_presets().get(SLUG, []))]:
             await class_page(SLUG, preset)
+        for slug in STATIC:
+            await class_page(slug, "")
     except Exception:
         log.exception("class-mode warm-up failed (pages are built on first request instead)")
     return time.perf_counter() - t0

@@ -429,6 +429,38 @@ def test_the_class_page_is_built_once_and_other_slugs_redirect():
     assert config and json.loads(config.group(1))["values"]["lr"] == 0.1
 
 
+def test_about_and_the_gallery_are_static_class_pages():
+    """``/class?page=about`` and ``/class?page=gallery`` are built once, without Bokeh: the
+    About text with its table, every preset's card with its class link (``class?…``) and its
+    full-page link (``app?…``), their pictures, and the class pages' navigation."""
+    from app.pages.about import TEXT
+    from app.presets import load_presets
+
+    async def script(get):
+        about = await get("/class?page=about")
+        gallery = await get("/class?page=gallery")
+        again = await get("/class?page=gallery&preset=x")
+        thumb = await get("/class/thumbnail/stability.jpg")
+        missing = await get("/class/thumbnail/nothing.jpg")
+        return about, gallery, again, thumb, missing
+
+    about, gallery, again, thumb, missing = http(script)
+    assert about.code == gallery.code == 200 and gallery.body == again.body
+    text = about.body.decode()
+    assert "<table>" in text and "Bokeh" not in text and "<script src" not in text
+    for heading in re.findall(r"^## (.+)$", TEXT, re.MULTILINE):  # every section of the text
+        assert f"<h2>{heading.replace('&', '&amp;')}</h2>" in text
+    assert "href='class?page=about'" in text and "href='class?page=gallery'" in text  # nav
+    page = gallery.body.decode()
+    for slug, presets in load_presets().items():
+        for p in presets:
+            assert f"data-preset='{p['id']}'" in page
+            assert f"href='class?page={slug}&amp;preset={p['id']}&amp;hide=advanced'" in page
+            assert f"href='app?page={slug}&amp;preset={p['id']}'" in page
+    assert thumb.code == 200 and thumb.body[:3] == b"\xff\xd8\xff"  # a JPEG
+    assert missing.code == 404 and json.loads(missing.body)["status"] == 404
+
+
 def test_the_page_at_class_slash_resolves_its_relative_urls():
     """The route accepts ``/class/``; the page and its redirects use relative URLs, so from
     ``/class/`` they must still reach the API and the Panel app (or ``/class/`` must redirect

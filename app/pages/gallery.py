@@ -44,6 +44,36 @@ def preset_link(page: str, preset_id: str, **extra: str) -> str:
     return "?" + urlencode({"page": page, "preset": preset_id, **extra})
 
 
+INTRO = ("## Presets gallery\n\nEach card opens a page with the parameters of a figure of "
+         "the papers or of a lesson, and says what to look for. **Open** gives the full "
+         "page, built for you; **class link** opens the same view in the class mode, built "
+         "once and served to a whole room, with the advanced controls (seeds, resolutions, "
+         "step caps) hidden — hand it to students. Add `&lock=sigma2,lr` to a link to fix "
+         "those controls as well.")
+CARD_CSS = """.atlas-card { border: 1px solid #d5dde6; border-radius: 8px;
+    padding: 10px 12px; height: 100%; background: #fbfcfe; }
+  .atlas-card-title { font-weight: 600; color: #1f3b57; margin-bottom: 4px; }
+  .atlas-card p { font-size: 0.9em; color: #333; }
+  .atlas-card a { display: inline-block; padding: 3px 10px; border-radius: 5px;
+    text-decoration: none; margin-right: 6px; }
+  .atlas-open { background: #1f3b57; color: white; }
+  .atlas-class { border: 1px solid #1f3b57; color: #1f3b57; }"""
+
+
+def card_html(page: str, preset: dict, panel_page: str = "") -> str:
+    """A preset's card: its title, its prompt, **Open** (the full page: ``panel_page`` + the
+    link, "" from the Panel pages, "app" from the class mode) and **class link** (the class
+    mode, ``/class`` beside ``/app``, built once and served to the whole room)."""
+    title = html.escape(preset["title"])
+    prompt = html.escape(preset["prompt"])
+    open_link = html.escape(panel_page + preset_link(page, preset["id"]))
+    class_link = html.escape("class" + preset_link(page, preset["id"], hide="advanced"))
+    return (f"<div class='atlas-card' data-preset='{html.escape(preset['id'])}'>"
+            f"<div class='atlas-card-title'>{title}</div><p>{prompt}</p>"
+            f"<a class='atlas-open' href='{open_link}'>Open</a> "
+            f"<a class='atlas-class' href='{class_link}'>class link</a></div>")
+
+
 class GalleryPage(Page):
     """Cards of every preset, grouped by page, with "open" and "class link" buttons."""
 
@@ -51,14 +81,7 @@ class GalleryPage(Page):
     exports = False
 
     def __panel__(self) -> pn.viewable.Viewable:
-        intro = pn.pane.Markdown(
-            "## Presets gallery\n\nEach card opens a page with the parameters of a figure of "
-            "the papers or of a lesson, and says what to look for. **Open** gives the full "
-            "page, built for you; **class link** opens the same view in the class mode, built "
-            "once and served to a whole room, with the advanced controls (seeds, resolutions, "
-            "step caps) hidden — hand it to students. Add `&lock=sigma2,lr` to a link to fix "
-            "those controls as well.", sizing_mode="stretch_width")
-        sections = [intro]
+        sections = [pn.pane.Markdown(INTRO, sizing_mode="stretch_width")]
         presets = load_presets()
         for page, (title, papers, shot) in SECTIONS.items():
             cards = [self._card(page, p) for p in presets.get(page, [])]
@@ -77,22 +100,27 @@ class GalleryPage(Page):
 
     @staticmethod
     def _card(page: str, preset: dict) -> pn.viewable.Viewable:
-        title = html.escape(preset["title"])
-        prompt = html.escape(preset["prompt"])
-        open_link = html.escape(preset_link(page, preset["id"]))
-        # the class mode (/class, beside /app): built once and served to the whole room
-        class_link = html.escape("class" + preset_link(page, preset["id"], hide="advanced"))
-        return pn.pane.HTML(
-            f"<div class='atlas-card' data-preset='{html.escape(preset['id'])}'>"
-            f"<div class='atlas-card-title'>{title}</div><p>{prompt}</p>"
-            f"<a class='atlas-open' href='{open_link}'>Open</a> "
-            f"<a class='atlas-class' href='{class_link}'>class link</a></div>",
-            width=330, margin=6,
-            stylesheets=[""".atlas-card { border: 1px solid #d5dde6; border-radius: 8px;
-                padding: 10px 12px; height: 100%; background: #fbfcfe; }
-              .atlas-card-title { font-weight: 600; color: #1f3b57; margin-bottom: 4px; }
-              .atlas-card p { font-size: 0.9em; color: #333; }
-              .atlas-card a { display: inline-block; padding: 3px 10px; border-radius: 5px;
-                text-decoration: none; margin-right: 6px; }
-              .atlas-open { background: #1f3b57; color: white; }
-              .atlas-class { border: 1px solid #1f3b57; color: #1f3b57; }"""])
+        return pn.pane.HTML(card_html(page, preset), width=330, margin=6,
+                            stylesheets=[CARD_CSS])
+
+
+def gallery_html() -> str:
+    """The gallery for the class mode's static page: the same cards, sections and thumbnails
+    (``class/thumbnail/<name>.jpg``), its links to the full pages through ``app``."""
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark")
+    out = [md.render(INTRO)]
+    presets = load_presets()
+    for page, (title, papers, shot) in SECTIONS.items():
+        cards = "".join(card_html(page, p, panel_page="app") for p in presets.get(page, []))
+        if not cards:
+            continue
+        thumb = (f"<img class='thumb' src='class/thumbnail/{shot}.jpg' width='300' "
+                 f"alt='{html.escape(title)} page'>" if thumbnail(shot) is not None else "")
+        out.append(f"<section class='gallery-section'>{thumb}<div class='gallery-body'>"
+                   f"<h3>{html.escape(title)}</h3><p><i>{html.escape(papers)}</i> · "
+                   f"<a href='app?page={page}'>open the page</a> · "
+                   f"<a href='class?page={page}'>class mode</a></p>"
+                   f"<div class='cards'>{cards}</div></div></section>")
+    return "\n".join(out)

@@ -233,14 +233,7 @@
       c.slider.addEventListener("change", () => commit(name, c.slider.value));
     }
   }
-  $("menu").addEventListener("click", () => {
-    const closed = $("sidebar").classList.toggle("closed");
-    $("menu").setAttribute("aria-expanded", closed ? "false" : "true");
-  });
-  if (window.matchMedia("(max-width: 800px)").matches) {  // a phone starts with the sidebar folded
-    $("sidebar").classList.add("closed");
-    $("menu").setAttribute("aria-expanded", "false");
-  }
+  // (the menu button and the phone's folded sidebar: class-menu.js)
 
   // -- share ----------------------------------------------------------------------------------
   const png = new Function("name", config.png_js);

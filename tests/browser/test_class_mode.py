@@ -330,3 +330,24 @@ def test_a_wave_of_twenty_pages(server, browser):
         print(f"{N_WAVE} class pages drawn their first frame in {seconds:.2f} s")
     finally:
         ctx.close()
+
+
+def test_about_and_the_gallery_are_static_class_pages(server, context):
+    """The class mode's gallery: its pictures load, a live-page card's class link opens the
+    live class page; About's text is there and its navigation reaches the gallery; nothing
+    leaves the server and the console stays clean."""
+    page, errors, external = context
+    base = server.rsplit("/app", 1)[0]
+    page.goto(base + "/class?page=gallery")
+    page.wait_for_selector(".atlas-card[data-preset='p000-s1']", timeout=30_000)
+    page.wait_for_function("() => [...document.images].length >= 3 && [...document.images]"
+                           ".every((i) => i.complete && i.naturalWidth > 0)", timeout=30_000)
+    page.locator(".atlas-card[data-preset='p000-s1'] a.atlas-class").click()
+    page.wait_for_selector("button#play", timeout=30_000)
+    assert "page=trajectories" in page.url and "preset=p000-s1" in page.url
+    page.goto(base + "/class?page=about")
+    assert page.locator("h2", has_text="What this is").count() == 1
+    assert page.locator("main table").count() == 1
+    page.locator("nav.atlas-nav a", has_text="Presets gallery").click()
+    page.wait_for_selector(".atlas-card", timeout=30_000)
+    assert errors == [] and external == []
