@@ -3,7 +3,6 @@ the trapped-cluster markers of the pullback cloud (paper 000 Figs. 4; paper 001 
 
 from __future__ import annotations
 
-import types
 
 import holoviews as hv
 import numpy as np
@@ -12,8 +11,7 @@ import xarray as xr
 from bokeh.models import ColumnDataSource
 
 from app.figures import live
-from app.pages.stability import StabilityPage
-from app.state import StabilityParams
+from app.figures.stability import RASTER, cloud_columns
 from engine import pullback
 
 hv.extension("bokeh")
@@ -174,12 +172,27 @@ def _synthetic_cloud(seed: int = 0) -> xr.Dataset:
         attrs={"pullback_time": 100_000, "sigma2": 1.0, "lr": 0.1})
 
 
+class _Rings:
+    """One projection's rings, from the columns of :func:`app.figures.stability.cloud_columns`."""
+
+    def __init__(self, columns: dict):
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns["share"])
+
+    def array(self, names):
+        return np.column_stack([np.asarray(self.columns[n], float) for n in names]).reshape(-1, len(names))
+
+    def dimension_values(self, name):
+        return np.asarray(self.columns[name])
+
+
 def _markers(ds, trapped_distance=0.1):
-    page = types.SimpleNamespace(state=StabilityParams(trapped_distance=trapped_distance))
-    plot = StabilityPage._cloud_plot(page, ds)
-    found = {el.label: el for el in plot if isinstance(el, hv.Points) and "trapped" in el.label}
-    assert set(found) == {"trapped (w1, w2)", "trapped (v1, v2)"}, list(plot.keys())
-    return found["trapped (w1, w2)"], found["trapped (v1, v2)"]
+    columns = cloud_columns(ds, trapped_distance)
+    image = columns["stab-cloud-image"]["image"][0]
+    assert image.shape == (RASTER, RASTER) and image.dtype == np.uint32 and image.any()
+    return _Rings(columns["stab-cloud-rings-w"]), _Rings(columns["stab-cloud-rings-v"])
 
 
 def test_trapped_clusters_are_marked_at_their_centres_with_their_share():
@@ -260,3 +273,23 @@ def test_step_plots_draw_at_most_k_records_spread_evenly_in_log_step():
     np.testing.assert_array_equal(med["y"], np.median(ds.loss.values[:, keep], axis=0))
     deg = live.degeneration_columns(ds)["live-deg-w"]["y"].reshape(3, keep.size + 1)[:, :-1]
     np.testing.assert_array_equal(deg, np.abs(ds.theta.values[:, keep, 0] - ds.theta.values[:, keep, 1]))
+
+
+def test_the_cloud_raster_puts_each_projection_where_its_paths_are_in_its_colour():
+    """All paths on SYNC: the (w1, w2) projection is one red spot at (0.283, 0.283), the
+    (v1, v2) one a blue spot at (0.876, 0.876), on [−5, 5]² with row 0 at the bottom (Bokeh's
+    ``image_rgba``); elsewhere the raster is transparent."""
+    from app.figures.stability import CLOUD_RANGE, cloud_raster
+
+    image = cloud_raster(np.tile(SYNC, (500, 1)))
+    rgba = image.view(np.uint8).reshape(RASTER, RASTER, 4)
+
+    def pixel(x, y):
+        scale = RASTER / (CLOUD_RANGE[1] - CLOUD_RANGE[0])
+        return rgba[int((y - CLOUD_RANGE[0]) * scale), int((x - CLOUD_RANGE[0]) * scale)]
+
+    red, blue = pixel(0.283, 0.283), pixel(0.876, 0.876)
+    assert red[3] > 0 and red[0] > 200 and red[2] < 100  # #d62728
+    assert blue[3] > 0 and blue[2] > 150 and blue[0] < 100  # #1f77b4
+    assert pixel(-3, 3)[3] == 0 and pixel(3, -3)[3] == 0
+    assert (rgba[..., 3] > 0).sum() < 0.001 * RASTER**2  # two small spots, nothing else

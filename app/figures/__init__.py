@@ -9,6 +9,19 @@ from __future__ import annotations
 import numpy as np
 from bokeh.models import CustomJS, WheelZoomTool
 
+def set_columns(figures: dict, columns: dict[str, dict], titles: dict[str, str] | None = None) -> None:
+    """Set ``columns`` on the sources of ``figures`` (``{key: figure}``) found by name, and
+    the titles by key: how a page or the class mode feeds a figure built once."""
+    from bokeh.models import ColumnDataSource
+
+    for fig in figures.values():
+        for src in fig.select(type=ColumnDataSource):
+            if src.name in columns:
+                src.data = dict(columns[src.name])
+    for key, text in (titles or {}).items():
+        figures[key].title.text = text
+
+
 def finite(a) -> np.ndarray:
     """A float copy with ±inf replaced by NaN (Bokeh cannot serialise inf; NaN breaks a line)."""
     a = np.array(a, dtype=float)

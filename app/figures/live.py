@@ -23,7 +23,7 @@ from bokeh.plotting import figure
 from engine import fa
 from engine.pullback import nearest_mwv_point
 
-from . import finite, scroll_friendly
+from . import finite, scroll_friendly, set_columns  # noqa: F401 (set_columns: re-exported)
 
 TAIL = 120  # recorded points drawn per trajectory in the parameter planes
 FLOOR = 1e-16  # log axes: exact zeros are drawn at this value
@@ -348,13 +348,4 @@ def loss_title(ds: xr.Dataset) -> str:
     return ("loss: expected (grey), training (green)" if "train_loss" in ds
             else "expected loss E[½(f − T)²]")
 
-
-def set_columns(figures: dict[str, figure], columns: dict[str, dict], titles: dict[str, str] = None) -> None:
-    """Set ``columns`` on the sources of ``figures`` found by name (and the titles by key)."""
-    for fig in figures.values():
-        for src in fig.select(type=ColumnDataSource):
-            if src.name in columns:
-                src.data = dict(columns[src.name])
-    for key, text in (titles or {}).items():
-        figures[key].title.text = text
 

@@ -4,7 +4,8 @@ attractors (Fig. 4).
 Left: μ+(x) and μ−(x) at the chosen (w, v) with the input density ρ(x). Right: a map over
 (w, v) ∈ [0, 2]² of π = P[μ+ ≤ 0], of its finite-η version, or of the top Lyapunov exponent of
 the linearised random map, with the valley curve C; click it to choose (w, v). Below: the
-pullback cloud of 10⁵ paths driven by one noise realisation, drawn with datashader.
+pullback cloud of 10⁵ paths driven by one noise realisation, drawn with datashader
+(:mod:`app.figures.stability`: a plain Bokeh figure, the class mode's too).
 
 Maps, clouds and the chosen point's values are shared computations (:mod:`app.compute`) with
 progress and cancel, through the shared cache: coming back to the page is instant, and a second
@@ -19,13 +20,13 @@ import holoviews as hv
 import numpy as np
 import panel as pn
 import param
-from holoviews.operation.datashader import datashade, dynspread
 from holoviews.streams import Tap
 
-from engine import fa, stability
+from engine import stability
 
 from ..compute import Follower
-from ..figures import finite
+from ..figures import finite, set_columns
+from ..figures.stability import V_COLOR, W_COLOR, cloud_columns, cloud_figure
 from ..jobs import session_scheduler
 from ..state import StabilityParams
 from .base import Page, flow
@@ -37,7 +38,6 @@ FIELDS = ("sigma2", "lr", "w0", "v0", "color_by", "resolution", "pullback_time",
           "pullback_points", "trapped_distance", "seed")
 MAP_FIELDS = ("sigma2", "lr", "resolution", "seed")
 CLOUD_FIELDS = ("sigma2", "lr", "pullback_time", "pullback_points", "seed")
-W_COLOR, V_COLOR = "#d62728", "#1f77b4"
 LABELS = {"pi_small_lr": "π = P[μ+ ≤ 0]", "pi_finite_lr": "P[|1 + ημ±| < 1]",
           "lyapunov": "λ (per step)"}
 
@@ -48,74 +48,6 @@ EXPLAIN = (
     "λ < 0 means a small displacement from (w, v) shrinks almost surely. π counts *how often* "
     "a step contracts, λ weighs *how much* every step contracts or expands — a point can have "
     "π < ½ and still λ < 0.")
-
-
-CLUSTER_RADIUS = 0.25  # trapped paths within this (in θ = (w1, w2, v1, v2)) of a centre: one cluster
-MIN_SHARE = 0.01  # clusters holding less than this share of all paths get no ring
-MAX_CLUSTERS = 8
-
-
-def trapped_clusters(cloud: np.ndarray, trapped: np.ndarray, radius: float = CLUSTER_RADIUS,
-                     min_share: float = MIN_SHARE, max_clusters: int = MAX_CLUSTERS):
-    """Where the trapped paths of a pullback cloud sit: ``(centres (k, 4), counts (k,),
-    spreads (k,))``, largest cluster first.
-
-    ``cloud`` is (path, 4), ``trapped`` a boolean mask over its paths. Synchronised paths sit on
-    one point of M_wv and its symmetric images (MATH.md §1, "Symmetries"), so the clusters are
-    found by a greedy mean shift: start at the densest cell of a grid of side ``radius``, move
-    to the mean of the trapped paths within ``radius`` until it settles, take them out, and
-    repeat while a cluster holds at least ``min_share`` of all paths. The spread is the RMS
-    distance of a cluster's paths to its centre.
-    """
-    cloud = np.asarray(cloud, dtype=float)
-    rest = cloud[np.asarray(trapped, bool) & np.all(np.isfinite(cloud), axis=1)]
-    centres, counts, spreads = [], [], []
-    while rest.shape[0] and len(centres) < max_clusters:
-        _, cell, per_cell = np.unique(np.floor(rest / radius), axis=0, return_inverse=True,
-                                      return_counts=True)
-        centre = rest[cell.ravel() == np.argmax(per_cell)].mean(axis=0)
-        for _ in range(20):
-            inside = np.linalg.norm(rest - centre, axis=1) < radius
-            moved = rest[inside].mean(axis=0)
-            if np.allclose(moved, centre, rtol=0, atol=1e-9):
-                break
-            centre = moved
-        inside = np.linalg.norm(rest - centre, axis=1) < radius
-        if inside.sum() < min_share * cloud.shape[0]:
-            break
-        centres.append(centre)
-        counts.append(int(inside.sum()))
-        spreads.append(float(np.sqrt(np.mean(np.sum((rest[inside] - centre) ** 2, axis=1)))))
-        rest = rest[~inside]
-    return np.reshape(centres, (-1, 4)), np.array(counts, dtype=int), np.array(spreads)
-
-
-def trapped_markers(ds, trapped_distance: float) -> list:
-    """Rings at the centres of the clusters of trapped paths (distance to M_wv below
-    ``trapped_distance``) on the pullback-cloud panel, one per projection, area ∝ share: the
-    synchronised paths of Fig. 4 sit on one point, which datashader draws about a pixel wide
-    (the paper circles it, dashed, at τ_pb = 10⁵)."""
-    distance = ds.distance.values
-    centres, counts, spreads = trapped_clusters(ds.cloud.values, distance < trapped_distance)
-    share = 100.0 * counts / max(distance.size, 1)
-    size = 12 + 4 * np.sqrt(share)  # px, area growing with the share: 16 at 1 %, 52 at 100 %
-    note = [f"{s:.1f} % of the paths synchronised here" if sp < 0.01 else
-            f"{s:.1f} % of the paths gathered here (spread {sp:.2g})" for s, sp in zip(share, spreads)]
-    vdims = [hv.Dimension("share", label="share of paths", unit="%"), "paths", "spread", "size",
-             "note"]
-    layers = []
-    for cols, color, name in (((0, 1), W_COLOR, "(w1, w2)"), ((2, 3), V_COLOR, "(v1, v2)")):
-        x, y = centres[:, cols[0]], centres[:, cols[1]]
-        layers.append(hv.Points((x, y, share, counts, spreads, size, note), ["θ1", "θ2"], vdims,
-                                label=f"trapped {name}").opts(
-            size=hv.dim("size"), marker="circle", fill_color=color, fill_alpha=0.3,
-            line_color="black", line_width=2.5, line_dash="dashed", tools=["hover"],
-            hover_tooltips=[("", "@note"), ("centre", "(@{θ1}{0.000}, @{θ2}{0.000})")]))
-        # the share inside its ring: beside it, it would fall on a neighbouring ring at some zoom
-        layers.append(hv.Labels((x, y, [f"{s:.0f}%" for s in share]), ["θ1", "θ2"], "text").opts(
-            text_color="black", text_font_size="8pt", text_font_style="bold",
-            text_align="center", text_baseline="middle"))
-    return layers
 
 
 def valley_curve(w: np.ndarray, valley: np.ndarray,
@@ -223,30 +155,11 @@ class StabilityPage(Page):
         self._point_ds = ds = results[0]
         self._point_md.object = self._point_text(ds)
 
-    def _cloud_plot(self, ds):
-        """Datashaded clouds (10⁵ points each) with Θ* and the diagonal (paper 000 Fig. 4), and
-        rings where the trapped paths sit (:func:`trapped_markers`)."""
-        layers, rings = [], []
-        if ds is not None:
-            c = finite(ds.cloud.values)
-            for (i, j), color in (((0, 1), W_COLOR), ((2, 3), V_COLOR)):
-                pts = hv.Points((c[:, i], c[:, j]), ["θ1", "θ2"])
-                layers.append(dynspread(datashade(pts, cmap=[color], min_alpha=80), threshold=0.6))
-            rings = trapped_markers(ds, self.state.trapped_distance)
-        opt_w = hv.Points(fa.OPTIMAL_POINTS[:, :2], ["θ1", "θ2"], label="Θ* (w1, w2)").opts(
-            color="#777", size=9, marker="diamond")
-        opt_v = hv.Points(fa.OPTIMAL_POINTS[:, 2:], ["θ1", "θ2"], label="Θ* (v1, v2)").opts(
-            color="#bbb", size=9, marker="diamond")
-        return hv.Overlay(layers + [hv.Slope(1, 0).opts(color="#555", line_dash="dashed"),
-                                    hv.Slope(-1, 0).opts(color="#555", line_dash="dashed"),
-                                    opt_w, opt_v] + rings).opts(
-            title="pullback cloud at time 0: (w1, w2) red, (v1, v2) blue", responsive=True,
-            min_height=420, xlim=(-5, 5), ylim=(-5, 5), xlabel="w1 (red), v1 (blue)",
-            ylabel="w2 (red), v2 (blue)", legend_position="top_left")
-
     def _redraw_cloud(self):
+        """The cloud, its rings and its trapped fraction (:mod:`app.figures.stability`)."""
         if self._cloud_ds is not None:
-            self._cloud_pane.object = self._cloud_plot(self._cloud_ds)
+            set_columns({"cloud": self._cloud_fig},
+                        cloud_columns(self._cloud_ds, self.state.trapped_distance))
             d = self._cloud_ds.distance.values
             frac = float(np.mean(d < self.state.trapped_distance))
             self._trapped.object = (
@@ -331,8 +244,9 @@ class StabilityPage(Page):
         self._marker_dmap = hv.DynamicMap(self._marker, streams=[hv.streams.Params(s, ["w0", "v0"])])
         self._map_pane = pn.pane.HoloViews(self._map_plot(None), sizing_mode="stretch_both",
                                            min_height=330)
-        self._cloud_pane = pn.pane.HoloViews(self._cloud_plot(None), sizing_mode="stretch_width",
-                                             min_height=420)
+        self._cloud_fig = cloud_figure()
+        self._cloud_pane = pn.pane.Bokeh(self._cloud_fig, sizing_mode="stretch_width",
+                                         min_height=420)
         self._mu_pane = pn.pane.HoloViews(self._mu_plot(), sizing_mode="stretch_both", min_height=330)
         self._point_md = pn.pane.Markdown(self._point_text(None))
         self._map_view = ProgressView(self._on_maps, "maps", "map-done")

@@ -70,7 +70,7 @@ def test_pullback_cloud_shows_its_trapped_fraction(server, probe):
 TRAPPED_RINGS = """() => { const out = [];
     for (const v of Bokeh.index.query((v) => v.model instanceof Bokeh.Models.GlyphRenderer)) {
         const r = v.model, data = r.data_source && r.data_source.data;
-        if (!r.glyph || !data || !data.share || !r.visible) continue;
+        if (!r.glyph || !r.glyph.size || !data || !data.share || !r.visible) continue;  // not the labels
         const size = r.glyph.size, field = size && size.field;
         Array.from(data.share).forEach((s, i) => out.push(
             [s, field ? data[field][i] : (size && size.value !== undefined ? size.value : size)])); }
