@@ -48,7 +48,8 @@ def test_stability_page_computes_in_the_background_and_follows_sigma2():
     try:
         # the π map is shown first, then the full map (π, finite-η π, λ) replaces it
         _wait(lambda: page._map_ds is not None and "lyapunov" in page._map_ds
-              and page._cloud_ds is not None and 'id="map-done"' in page._map_view.status.object)
+              and 'id="map-done"' in page._map_view.status.object
+              and "paths trapped" in page._trapped.object)  # the cloud drawn
         strong = float(page._map_ds.pi_small_lr.sum())
         assert page._map_ds.sizes == {"w": 30, "v": 30}
         assert "lyapunov" in page._map_ds and "mu_plus_mean" in page._map_ds
@@ -256,7 +257,9 @@ def test_where_am_i_reuses_the_stability_pages_map():
         assert "σ² = 0.7" in _title(page, "where")
         assert len(_source(page, "live-where-valley")["x"]) > 0
         assert pi_columns(None)[0]["live-where-note"]["text"] == ["computing the π map…"]
-        assert stability_page._map(None).get(1).label == "valley C: not computed yet"
+        from app.figures.stability import map_columns
+
+        assert map_columns(None, "pi_small_lr")[1]["legend"] == "valley C: not computed yet"
         page.run.model.teacher = "paper001"  # no π map for that teacher: said, not drawn
         assert page._pi_ds is None
         assert _source(page, "live-where-note")["text"] == ["π map: paper 000 teacher only"]

@@ -3,6 +3,7 @@ the trapped-cluster markers of the pullback cloud (paper 000 Figs. 4; paper 001 
 
 from __future__ import annotations
 
+import types
 
 import holoviews as hv
 import numpy as np
@@ -293,3 +294,51 @@ def test_the_cloud_raster_puts_each_projection_where_its_paths_are_in_its_colour
     assert blue[3] > 0 and blue[2] > 150 and blue[0] < 100  # #1f77b4
     assert pixel(-3, 3)[3] == 0 and pixel(3, -3)[3] == 0
     assert (rgba[..., 3] > 0).sum() < 0.001 * RASTER**2  # two small spots, nothing else
+
+
+def test_the_stability_map_columns_place_every_cell_at_its_w_and_v():
+    """The map's image is the Dataset's (v, w) grid: cell k of w is centred at w[k] (the image
+    spans half a cell beyond the first and last centres), the colour variable falls back to
+    the π map while only it is in, λ's colours are symmetric about 0, and the valley curve C
+    is kept inside the window [0, 2]²."""
+    from app.figures.stability import map_columns
+    from engine import stability as st
+
+    ds = st.attracting_map(sigma2=1.0, lr=0.1, n=12, lyapunov_steps=40, lyapunov_replicas=2,
+                           seed=0, moments=True)
+    cols, settings = map_columns(ds, "lyapunov")
+    img = cols["stab-map-image"]
+    np.testing.assert_array_equal(img["image"][0], np.where(np.isfinite(ds.lyapunov.values.T),
+                                                            ds.lyapunov.values.T, np.nan))
+    dw = ds.w.values[1] - ds.w.values[0]
+    centres = img["x"][0] + img["dw"][0] * (np.arange(ds.w.size) + 0.5) / ds.w.size
+    np.testing.assert_allclose(centres, ds.w.values, atol=1e-12)
+    assert img["dw"][0] == pytest.approx(ds.w.size * dw)
+    assert settings["low"] == -settings["high"] > -np.inf and settings["title"] == "λ (per step)"
+    valley = cols["stab-map-valley"]
+    assert np.all((valley["v"] >= 0) & (valley["v"] <= 2)) and len(valley["w"]) > 0
+    only_pi = ds[["pi_small_lr", "valley"]]
+    _, fallback = map_columns(only_pi, "lyapunov")  # λ asked while only the π map is in
+    assert fallback["title"] == "π = P[μ+ ≤ 0]" and (fallback["low"], fallback["high"]) == (0, 1)
+
+
+def test_a_click_on_the_stability_map_picks_the_point_and_redraws_mu():
+    """Bokeh's tap event on the map (the Panel page's callback) sets (w, v), clamped to the
+    window; μ±(x) is redrawn for it from the closed form (engine.stability.mu_pm)."""
+    from app.pages.stability import StabilityPage
+    from engine import stability as st
+
+    page = StabilityPage(query={"resolution": "10", "pullback_points": "1000",
+                                "pullback_time": "1000"})
+    try:
+        page._on_tap_event(types.SimpleNamespace(x=1.25, y=2.7))
+        assert (page.state.w0, page.state.v0) == (1.25, 2.0)
+        src = page._mu_fig.select_one({"name": "stab-mu-curves"}).data
+        lo, hi = st.mu_pm(np.asarray(src["x"]), 1.25, 2.0)
+        np.testing.assert_allclose(src["mu_plus"], hi)
+        np.testing.assert_allclose(src["mu_minus"], lo)
+        assert page._mu_fig.title.text.startswith("μ±(x; w = 1.25, v = 2.00)")
+        marker = page._map_fig.select_one({"name": "stab-map-marker"}).data
+        assert (marker["w"], marker["v"]) == ([1.25], [2.0])
+    finally:
+        page.cleanup()

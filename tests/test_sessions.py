@@ -193,14 +193,20 @@ def _serve_three_students_and_count():
     from app.pages.base import Page
     from tests.load.loadtest import Student
 
+    def of_type(o, types) -> bool:  # a dead weakref.proxy raises on isinstance
+        try:
+            return isinstance(o, types)
+        except ReferenceError:
+            return False
+
     gc.collect()
-    earlier = weakref.WeakSet(o for o in gc.get_objects() if isinstance(o, (Page, Document)))
+    earlier = weakref.WeakSet(o for o in gc.get_objects() if of_type(o, (Page, Document)))
 
     def alive():
         """Pages and documents made since the test began (earlier tests' may die meanwhile)."""
         gc.collect()
         objs = [o for o in gc.get_objects()
-                if isinstance(o, (Page, Document)) and o not in earlier]
+                if of_type(o, (Page, Document)) and o not in earlier]
         return (sum(isinstance(o, Page) for o in objs),
                 sum(isinstance(o, Document) for o in objs))
 

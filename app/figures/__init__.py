@@ -22,6 +22,22 @@ def set_columns(figures: dict, columns: dict[str, dict], titles: dict[str, str] 
         figures[key].title.text = text
 
 
+TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
+
+
+def new_figure(title: str, height: int, **kw):
+    """A plain Bokeh figure as every page draws one: full width, the standard tools, no logo,
+    13-px title, :func:`scroll_friendly`."""
+    from bokeh.plotting import figure
+
+    p = figure(title=title, height=height, sizing_mode="stretch_width", tools=TOOLS,
+               output_backend="canvas", **kw)
+    p.toolbar.logo = None
+    p.title.text_font_size = "13px"
+    scroll_friendly(p)
+    return p
+
+
 def finite(a) -> np.ndarray:
     """A float copy with ±inf replaced by NaN (Bokeh cannot serialise inf; NaN breaks a line)."""
     a = np.array(a, dtype=float)

@@ -23,7 +23,7 @@ from bokeh.plotting import figure
 from engine import fa
 from engine.pullback import nearest_mwv_point
 
-from . import finite, scroll_friendly, set_columns  # noqa: F401 (set_columns: re-exported)
+from . import finite, new_figure, set_columns  # noqa: F401 (set_columns: re-exported)
 
 TAIL = 120  # recorded points drawn per trajectory in the parameter planes
 FLOOR = 1e-16  # log axes: exact zeros are drawn at this value
@@ -39,16 +39,7 @@ WHERE_TEXT = ("**Where am I?** Each orange dot is a trajectory's nearest point o
               "right; dark = attracting). Hover a dot for its distance to M_wv: dots that "
               "settle in the dark region near the red valley curve C with a shrinking distance "
               "are being trapped by the noise.")
-TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
-
-
-def _figure(title: str, height: int, **kw):
-    p = figure(title=title, height=height, sizing_mode="stretch_width", tools=TOOLS,
-               output_backend="canvas", **kw)
-    p.toolbar.logo = None
-    p.title.text_font_size = "13px"
-    scroll_friendly(p)
-    return p
+_figure = new_figure
 
 
 def _legend_above(p) -> None:

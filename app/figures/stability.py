@@ -3,22 +3,26 @@
 named ``ColumnDataSource`` s, ``*_columns()`` turns a Dataset into their columns; the Panel page
 wraps the figure in ``pn.pane.Bokeh``, the class mode will send the same columns as JSON).
 
-So far: the pullback cloud of paper 000 Fig. 4 — the 10⁵ paths rasterised with datashader
+μ±(x) at a point of M_wv (Fig. 3 left, :func:`mu_figure`), the map of π, its finite-η version
+or λ over M_wv with the valley curve C (Fig. 3 right, :func:`map_figure`), and the pullback
+cloud of paper 000 Fig. 4 — the 10⁵ paths rasterised with datashader
 (the (w1, w2) projection red, (v1, v2) blue), the optimal points Θ*, the diagonals, and a
 ring at each cluster of trapped paths (:func:`trapped_clusters`) with its share. Sources are
-named ``stab-cloud-<layer>``.
+named ``stab-<figure>-<layer>``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import xarray as xr
-from bokeh.models import ColumnDataSource, HoverTool, Slope
+from bokeh.models import (ColorBar, ColumnDataSource, DataRange1d, HoverTool, LinearAxis,
+                          LinearColorMapper, Slope, Span, TapTool)
+from bokeh.palettes import Greys256, RdBu11
 from bokeh.plotting import figure
 
-from engine import fa
+from engine import fa, stability
 
-from . import finite, scroll_friendly
+from . import finite, new_figure
 
 W_COLOR, V_COLOR = "#d62728", "#1f77b4"  # paper 000 Fig. 4: w red, v blue
 CLOUD_RANGE = (-5.0, 5.0)  # the window of Fig. 4 (both axes)
@@ -28,7 +32,6 @@ MIN_SHARE = 0.01  # clusters holding less than this share of all paths get no ri
 MAX_CLUSTERS = 8
 PROJECTIONS = (("w", (0, 1), W_COLOR, "(w1, w2)"), ("v", (2, 3), V_COLOR, "(v1, v2)"))
 RING_COLUMNS = ("θ1", "θ2", "share", "paths", "spread", "size", "note", "label")
-TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 
 
 def trapped_clusters(cloud: np.ndarray, trapped: np.ndarray, radius: float = CLUSTER_RADIUS,
@@ -70,13 +73,9 @@ def cloud_figure() -> figure:
     """The pullback cloud at time 0 (paper 000 Fig. 4) on [−5, 5]²: the raster of both
     projections, Θ*, the diagonals w1 = ±w2 (v1 = ±v2) and the rings of the trapped clusters
     (hover: their share and centre)."""
-    p = figure(title="pullback cloud at time 0: (w1, w2) red, (v1, v2) blue", height=440,
-               sizing_mode="stretch_width", x_range=CLOUD_RANGE, y_range=CLOUD_RANGE,
-               tools=TOOLS, x_axis_label="w1 (red), v1 (blue)", y_axis_label="w2 (red), v2 (blue)",
-               output_backend="canvas", name="stab-fig-cloud")
-    p.toolbar.logo = None
-    p.title.text_font_size = "13px"
-    scroll_friendly(p)
+    p = new_figure("pullback cloud at time 0: (w1, w2) red, (v1, v2) blue", 440,
+                   x_range=CLOUD_RANGE, y_range=CLOUD_RANGE, x_axis_label="w1 (red), v1 (blue)",
+                   y_axis_label="w2 (red), v2 (blue)", name="stab-fig-cloud")
     image = ColumnDataSource(data=dict(image=[np.zeros((1, 1), dtype=np.uint32)],
                                        x=[CLOUD_RANGE[0]], y=[CLOUD_RANGE[0]],
                                        dw=[np.ptp(CLOUD_RANGE)], dh=[np.ptp(CLOUD_RANGE)]),
@@ -157,3 +156,120 @@ def cloud_columns(ds: xr.Dataset | None, trapped_distance: float) -> dict[str, d
                                  "x": [CLOUD_RANGE[0]], "y": [CLOUD_RANGE[0]],
                                  "dw": [np.ptp(CLOUD_RANGE)], "dh": [np.ptp(CLOUD_RANGE)]},
             **ring_columns(ds, trapped_distance)}
+
+
+# -- μ±(x) at a point of M_wv (paper 000 Fig. 3 left) ---------------------------------------------
+def mu_figure() -> figure:
+    """μ+(x) and μ−(x) at the chosen (w, v) against the input x, with the input density ρ(x)
+    on its own axis (right) and the line μ = 0: where μ+ ≤ 0 a sample pulls SGD towards the
+    point (paper 000 eq. 38)."""
+    p = new_figure("μ±(x)", 340, name="stab-fig-mu", x_axis_label="x", y_axis_label="μ")
+    src = ColumnDataSource(data={c: [] for c in ("x", "mu_plus", "mu_minus", "rho")},
+                           name="stab-mu-curves")
+    p.extra_y_ranges = {"rho": DataRange1d(start=0)}
+    area = p.varea("x", y1=0, y2="rho", source=src, fill_color="#999", fill_alpha=0.25,
+                   legend_label="ρ(x)", y_range_name="rho")
+    p.extra_y_ranges["rho"].renderers = [area]
+    p.add_layout(LinearAxis(y_range_name="rho", axis_label="ρ(x)"), "right")
+    p.y_range = DataRange1d(renderers=[])  # fitted to the μ curves below
+    plus = p.line("x", "mu_plus", source=src, color=W_COLOR, line_width=2, legend_label="μ+")
+    minus = p.line("x", "mu_minus", source=src, color=V_COLOR, line_width=2, legend_label="μ−")
+    p.y_range.renderers = [plus, minus]
+    p.add_layout(Span(location=0, dimension="width", line_color="#888", line_dash="dashed"))
+    p.legend.location = "bottom_right"
+    p.legend.label_text_font_size = "11px"
+    return p
+
+
+def mu_columns(w: float, v: float, sigma2: float) -> tuple[dict[str, dict], str]:
+    """μ±(x) (:func:`engine.stability.mu_pm`, a closed form) on |x| ≤ max(4, 4σ) and the
+    Gaussian input density; and the figure's title."""
+    half = max(4.0, 4.0 * np.sqrt(sigma2))
+    x = np.linspace(-half, half, 801)
+    lo, hi = stability.mu_pm(x, w, v)
+    rho = np.exp(-x * x / (2 * sigma2)) / np.sqrt(2 * np.pi * sigma2)
+    return ({"stab-mu-curves": {"x": x, "mu_plus": finite(hi), "mu_minus": finite(lo),
+                                "rho": rho}},
+            f"μ±(x; w = {w:.2f}, v = {v:.2f}), σ² = {sigma2:g}")
+
+
+# -- the map over M_wv (paper 000 Fig. 3 right) ---------------------------------------------------
+MAP_LABELS = {"pi_small_lr": "π = P[μ+ ≤ 0]", "pi_finite_lr": "P[|1 + ημ±| < 1]",
+              "lyapunov": "λ (per step)"}
+MAP_VALUES = ("pi_small_lr", "pi_finite_lr", "lyapunov", "lyapunov_se", "mu_plus_mean",
+              "mu_minus_mean")
+
+
+def map_figure() -> figure:
+    """π, its finite-η version or λ over (w, v) ∈ [0, 2]² with the valley curve C and the
+    chosen point (an orange ×); hover gives every value of the cell. Click: see
+    the Panel page's tap callback."""
+    p = new_figure("where M_wv attracts (click to pick (w, v))", 340, name="stab-fig-map",
+                x_range=(0, 2), y_range=(0, 2), x_axis_label="w", y_axis_label="v")
+    p.add_tools(TapTool())
+    mapper = LinearColorMapper(palette=list(reversed(Greys256)), low=0, high=1,
+                               nan_color="rgba(0, 0, 0, 0)", name="stab-map-mapper")
+    image = ColumnDataSource(data={"image": [np.full((1, 1), np.nan)], "x": [0.0], "y": [0.0],
+                                   "dw": [2.0], "dh": [2.0],
+                                   **{v: [np.full((1, 1), np.nan)] for v in MAP_VALUES}},
+                             name="stab-map-image")
+    img = p.image(image="image", x="x", y="y", dw="dw", dh="dh", source=image,
+                  color_mapper=mapper)
+    p.add_tools(HoverTool(renderers=[img], tooltips=[("(w, v)", "($x{0.000}, $y{0.000})")] + [
+        (MAP_LABELS.get(v, v), f"@{v}{{0.000}}") for v in MAP_VALUES[:3]]))
+    bar = ColorBar(color_mapper=mapper, title=MAP_LABELS["pi_small_lr"], name="stab-map-bar",
+                   width=10)
+    p.add_layout(bar, "right")
+    valley = ColumnDataSource(data={"w": [], "v": []}, name="stab-map-valley")
+    p.line("w", "v", source=valley, color=W_COLOR, line_width=2, legend_label="valley C",
+           name="stab-map-valley-line")
+    marker = ColumnDataSource(data={"w": [0.5], "v": [0.5]}, name="stab-map-marker")
+    p.scatter("w", "v", source=marker, marker="x", size=14, line_width=3, color="#ff7f0e")
+    p.legend.location = "top_right"
+    p.legend.label_text_font_size = "11px"
+    return p
+
+
+def map_columns(data: xr.Dataset | None, color_by: str) -> tuple[dict[str, dict], dict]:
+    """The map's image (``color_by``, or the first map the Dataset has: the π map comes
+    first), the valley curve C in the window, and the colour mapper's and bar's settings."""
+    if data is None:
+        return ({"stab-map-image": {"image": [np.full((1, 1), np.nan)], "x": [0.0], "y": [0.0],
+                                    "dw": [2.0], "dh": [2.0],
+                                    **{v: [np.full((1, 1), np.nan)] for v in MAP_VALUES}},
+                 "stab-map-valley": {"w": [], "v": []}},
+                {"legend": "valley C: not computed yet", **_mapper(color_by, None)})
+    var = color_by if color_by in data else next(v for v in MAP_LABELS if v in data)
+    w, v = data.w.values, data.v.values
+    dw, dh = w[1] - w[0], v[1] - v[0]
+    arrays = {name: [finite(data[name].values.T)] if name in data else
+              [np.full((v.size, w.size), np.nan)] for name in MAP_VALUES}
+    valley = data.valley.values
+    ok = (valley >= 0) & (valley <= 2)
+    return ({"stab-map-image": {"image": arrays[var], "x": [w[0] - dw / 2], "y": [v[0] - dh / 2],
+                                "dw": [w[-1] - w[0] + dw], "dh": [v[-1] - v[0] + dh], **arrays},
+             "stab-map-valley": {"w": w[ok], "v": valley[ok]}},
+            {"legend": "valley C" if ok.any() else "valley C: outside this window",
+             **_mapper(var, arrays[var][0])})
+
+
+def _mapper(var: str, values) -> dict:
+    """The colours of a map: white → black over 0 … 1 for the probabilities, red → blue
+    symmetric about 0 for λ."""
+    if var == "lyapunov":
+        lim = float(np.nanmax(np.abs(values))) if values is not None and np.isfinite(values).any() else 1.0
+        # red below 0 (contracting), blue above: the page's colours since its first version
+        return {"palette": list(reversed(RdBu11)), "low": -(lim or 1.0), "high": lim or 1.0,
+                "title": MAP_LABELS[var]}
+    return {"palette": list(reversed(Greys256)), "low": 0.0, "high": 1.0,
+            "title": MAP_LABELS.get(var, var)}
+
+
+def apply_map_settings(fig: figure, settings: dict) -> None:
+    """The mapper's palette and limits, the colour bar's title and the valley's legend."""
+    mapper = fig.select_one({"name": "stab-map-mapper"})
+    mapper.update(palette=settings["palette"], low=settings["low"], high=settings["high"])
+    fig.select_one({"name": "stab-map-bar"}).title = settings["title"]
+    for item in fig.legend[0].items:
+        if any(r.name == "stab-map-valley-line" for r in item.renderers):
+            item.label = {"value": settings["legend"]}

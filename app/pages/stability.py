@@ -16,17 +16,14 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-import holoviews as hv
 import numpy as np
 import panel as pn
 import param
-from holoviews.streams import Tap
-
-from engine import stability
 
 from ..compute import Follower
-from ..figures import finite, set_columns
-from ..figures.stability import V_COLOR, W_COLOR, cloud_columns, cloud_figure
+from ..figures import set_columns
+from ..figures.stability import (apply_map_settings, cloud_columns, cloud_figure, map_columns,
+                                 map_figure, mu_columns, mu_figure)
 from ..jobs import session_scheduler
 from ..state import StabilityParams
 from .base import Page, flow
@@ -38,9 +35,6 @@ FIELDS = ("sigma2", "lr", "w0", "v0", "color_by", "resolution", "pullback_time",
           "pullback_points", "trapped_distance", "seed")
 MAP_FIELDS = ("sigma2", "lr", "resolution", "seed")
 CLOUD_FIELDS = ("sigma2", "lr", "pullback_time", "pullback_points", "seed")
-LABELS = {"pi_small_lr": "π = P[μ+ ≤ 0]", "pi_finite_lr": "P[|1 + ημ±| < 1]",
-          "lyapunov": "λ (per step)"}
-
 EXPLAIN = (
     "**π** is the probability that a random input makes (w, v) attracting for small η "
     "(μ+ ≤ 0, paper 000 eq. 38); the **finite-η** map also needs |1 + ημ−| < 1. "
@@ -48,16 +42,6 @@ EXPLAIN = (
     "λ < 0 means a small displacement from (w, v) shrinks almost surely. π counts *how often* "
     "a step contracts, λ weighs *how much* every step contracts or expands — a point can have "
     "π < ½ and still λ < 0.")
-
-
-def valley_curve(w: np.ndarray, valley: np.ndarray,
-                 missing: str = "outside this window") -> hv.Curve:
-    """The valley curve C, v*(w; σ²) (paper 000, Fig. 3), on the maps' window [0, 2]². When no
-    point of it is drawn, its legend says why: ``missing`` (by default C lies outside the
-    window; callers without a map pass their reason and empty or NaN arrays)."""
-    ok = (valley >= 0) & (valley <= 2)
-    label = "valley C" if ok.any() else f"valley C: {missing}"
-    return hv.Curve((w[ok], valley[ok]), "w", "v", label=label).opts(color=W_COLOR, line_width=2)
 
 
 class StabilityPage(Page):
@@ -125,27 +109,24 @@ class StabilityPage(Page):
 
     # -- drawing -----------------------------------------------------------------------------
     def _redraw_map(self):
-        if self._map_ds is not None:
-            self._map_pane.object = self._map_plot(self._map_ds)
-
-    def _map_plot(self, data):
-        """The map with C and the chosen point; a new Tap stream follows each new map (a Tap
-        on a DynamicMap inside an overlay does not receive clicks in HoloViews 1.23)."""
-        layer = self._map(data)
-        image = layer.get(0) if isinstance(layer, hv.Overlay) else layer
-        tap = Tap(source=image, x=self.state.w0, y=self.state.v0)
-        tap.add_subscriber(self._on_tap)
-        self._tap = tap
-        return (layer * self._marker_dmap).opts(
-            hv.opts.Image(tools=["hover"], responsive=True, min_height=330),
-            hv.opts.Overlay(title="where M_wv attracts (click to pick (w, v))", responsive=True,
-                            min_height=330, xlim=(0, 2), ylim=(0, 2)))
+        """The map of ``color_by`` (the π map while only it is in), C and its legend, the
+        colours (:func:`app.figures.stability.map_columns`)."""
+        columns, settings = map_columns(self._map_ds, self.state.color_by)
+        set_columns({"map": self._map_fig}, columns)
+        apply_map_settings(self._map_fig, settings)
 
     def _redraw_point(self):
         """μ±(x) at once (a closed form); π, its finite-η version and λ at the point as a
         cached task in the background (a click used to run them on the server's loop)."""
-        self._mu_pane.object = self._mu_plot()
+        self._draw_point()
         self._request_point()
+
+    def _draw_point(self) -> None:
+        """μ±(x) at the chosen point (a closed form) and its × on the map."""
+        s = self.state
+        columns, title = mu_columns(s.w0, s.v0, s.sigma2)
+        set_columns({"mu": self._mu_fig}, columns, {"mu": title})
+        set_columns({"map": self._map_fig}, {"stab-map-marker": {"w": [s.w0], "v": [s.v0]}})
 
     def _request_point(self):
         self._point_md.object = self._point_text(None)
@@ -169,51 +150,6 @@ class StabilityPage(Page):
                 + (" (ringed on the cloud)" if frac > 0 else "")
                 + "</div>")
 
-    def _map(self, data):
-        s = self.state
-        var = s.color_by
-        if data is None:
-            return (hv.Image(np.full((2, 2), np.nan), bounds=(0, 0, 2, 2), kdims=["w", "v"])
-                    * valley_curve(np.empty(0), np.empty(0), missing="not computed yet"))
-        if var not in data:  # e.g. λ asked while only the π map is in
-            var = next(v for v in LABELS if v in data)
-        vdims = [v for v in ("pi_small_lr", "pi_finite_lr", "lyapunov", "lyapunov_se",
-                             "mu_plus_mean", "mu_minus_mean") if v in data]
-        vdims.remove(var)
-        vdims.insert(0, var)
-        arr = {v: finite(data[v].values.T) for v in vdims}  # Image wants (v, w)
-        img = hv.Image((data.w.values, data.v.values, *[arr[v] for v in vdims]),
-                       kdims=["w", "v"], vdims=vdims)
-        if var == "lyapunov":
-            lim = np.nanmax(np.abs(arr[var])) or 1.0
-            img = img.opts(cmap="RdBu", clim=(-lim, lim), colorbar=True, clabel=LABELS[var])
-        else:
-            img = img.opts(cmap="Greys", clim=(0, 1), colorbar=True, clabel=LABELS[var])
-        return (img * valley_curve(data.w.values, data.valley.values)).opts(
-            legend_position="top_right")
-
-    @staticmethod
-    def _marker(w0, v0):
-        return hv.Points([(w0, v0)], ["w", "v"]).opts(color="#ff7f0e", size=14, marker="x",
-                                                      line_width=3)
-
-    def _mu_plot(self):
-        s = self.state
-        sigma = np.sqrt(s.sigma2)
-        half = max(4.0, 4.0 * sigma)
-        x = np.linspace(-half, half, 801)
-        lo, hi = stability.mu_pm(x, s.w0, s.v0)
-        rho = np.exp(-x * x / (2 * s.sigma2)) / np.sqrt(2 * np.pi * s.sigma2)
-        mu = hv.Overlay([
-            hv.Curve((x, hi), "x", "μ", label="μ+").opts(color=W_COLOR, line_width=2),
-            hv.Curve((x, lo), "x", "μ", label="μ−").opts(color=V_COLOR, line_width=2),
-            hv.HLine(0).opts(color="#888", line_dash="dashed", line_width=1),
-        ])
-        dens = hv.Area((x, rho), "x", "ρ(x)", label="ρ(x)").opts(color="#999", alpha=0.25)
-        return (mu * dens).opts(
-            multi_y=True, title=f"μ±(x; w = {s.w0:.2f}, v = {s.v0:.2f}), σ² = {s.sigma2:g}",
-            responsive=True, min_height=330, legend_position="bottom_right", show_grid=True)
-
     def _point_text(self, ds) -> str:
         """The point's π, finite-η π and λ from ``ds`` (:meth:`StabilityParams.point_task`),
         or "computing…" while it is computed."""
@@ -234,6 +170,9 @@ class StabilityPage(Page):
         return (f"**(w, v) = ({s.w0:.3f}, {s.v0:.3f})** — {values}.  \n"
                 f"[▶ Open in live trajectories, starting near this point]({link})")
 
+    def _on_tap_event(self, event) -> None:  # a click on the map (Bokeh's Tap event)
+        self._on_tap(x=event.x, y=event.y)
+
     def _on_tap(self, x=None, y=None):
         if x is None or y is None:
             return
@@ -241,13 +180,15 @@ class StabilityPage(Page):
 
     def _build(self) -> None:
         s = self.state
-        self._marker_dmap = hv.DynamicMap(self._marker, streams=[hv.streams.Params(s, ["w0", "v0"])])
-        self._map_pane = pn.pane.HoloViews(self._map_plot(None), sizing_mode="stretch_both",
-                                           min_height=330)
+        self._mu_fig, self._map_fig = mu_figure(), map_figure()
+        self._map_fig.on_event("tap", self._on_tap_event)
+        self._map_pane = pn.pane.Bokeh(self._map_fig, sizing_mode="stretch_width", min_height=330)
         self._cloud_fig = cloud_figure()
         self._cloud_pane = pn.pane.Bokeh(self._cloud_fig, sizing_mode="stretch_width",
                                          min_height=420)
-        self._mu_pane = pn.pane.HoloViews(self._mu_plot(), sizing_mode="stretch_both", min_height=330)
+        self._mu_pane = pn.pane.Bokeh(self._mu_fig, sizing_mode="stretch_width", min_height=330)
+        self._draw_point()
+        self._redraw_map()  # "not computed yet" until the first map arrives
         self._point_md = pn.pane.Markdown(self._point_text(None))
         self._map_view = ProgressView(self._on_maps, "maps", "map-done")
         self._cloud_view = ProgressView(self._on_cloud, "pullback cloud", "cloud-done")

@@ -10,8 +10,9 @@ PI_SUM = """() => { for (const doc of Bokeh.documents) for (const m of doc.all_m
     if (m.data && m.data.image && m.data.pi_finite_lr) {
         let s = 0; for (const v of m.data.image[0]) if (Number.isFinite(v)) s += v; return s; } }
     return null; }"""
-MU_CURVES = """() => { const out = []; for (const doc of Bokeh.documents) for (const m of doc.all_models) {
-    if (m.data && m.data.x && m.data['μ'] && m.data.x.length > 500) out.push(Array.from(m.data['μ']).slice(0, 400)); }
+MU_CURVES = """() => { const out = []; for (const doc of Bokeh.documents) {
+    const m = doc.get_model_by_name('stab-mu-curves');
+    if (m && m.data.x && m.data.x.length > 500) out.push(Array.from(m.data.mu_plus).slice(0, 400)); }
     return out; }"""
 
 
