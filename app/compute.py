@@ -178,7 +178,8 @@ _REGISTRY_LOCK = threading.RLock()
 
 def follow(tasks: Sequence, follower: Hashable, listener: Callable[[Progress, bool], None] |
            None = None, ttl: float | None = None) -> Computation:
-    """The running computation of ``tasks``, or a new one, followed by ``follower``.
+    """The running computation of ``tasks``, or a new one, followed by ``follower`` — or, when
+    all its results are in the cache's memory, a finished one (nothing to follow).
 
     ``listener(progress, final)`` is called from the computing thread on every change.
     ``ttl``: the follow is a lease that runs out after ``ttl`` seconds unless renewed by
@@ -188,7 +189,13 @@ def follow(tasks: Sequence, follower: Hashable, listener: Callable[[Progress, bo
     with _REGISTRY_LOCK:
         comp = _REGISTRY.get(key)
         if comp is None or comp.state != RUNNING:
-            comp = _REGISTRY[key] = Computation(tasks, key)
+            comp = Computation(tasks, key)
+            found = _in_memory(tasks)
+            if found is not None:  # all computed before: done now, no thread, no registry
+                comp.state, comp._done, comp._left = DONE, float(comp.total), 0.0
+                comp._results = dict(enumerate(found))
+                return comp
+            _REGISTRY[key] = comp
             fresh = True
         else:
             fresh = False
@@ -197,6 +204,20 @@ def follow(tasks: Sequence, follower: Hashable, listener: Callable[[Progress, bo
     if fresh:
         EXECUTOR.submit(comp.run)
     return comp
+
+
+def _in_memory(tasks: Sequence) -> list | None:
+    """The results of ``tasks`` if every one is in the cache's memory, else None (a poll of
+    a finished computation is answered "done" at once, not by computing it again)."""
+    from .cache import get_cache
+
+    cache, found = get_cache(), []
+    for t in tasks:
+        ds = cache.lookup(t[0], t[1], disk=False)
+        if ds is None:
+            return None
+        found.append(ds)
+    return found
 
 
 def renew(comp: Computation, follower: Hashable, ttl: float) -> bool:

@@ -148,3 +148,24 @@ def test_bad_input_is_a_json_sentence_and_values_are_validated():
     assert out["early"][0] == 409
     code, body = out["clamped"]
     assert code == 200 and any("paths" in n and "100000" in n for n in body["notices"])
+
+
+def test_a_poll_after_the_end_answers_done_at_once_without_computing_again():
+    """A browser that asks once more after the computation finished (``wait=0``) is told
+    "done" by that very answer — before, it started the computation again, answered
+    "running", and a browser polling without waiting never saw the end."""
+    values = dict(CLOUD, what="point", seed=str(np.random.default_rng().integers(1000, 10**6)))
+
+    async def main():
+        async with class_mode_server() as get:
+            first = await _follow(get, values, _client(), wait=5)
+            while first["state"] == "running":
+                first = await _follow(get, values, _client(), wait=5)
+            misses = cache.get_cache().misses
+            later = [await _follow(get, values, _client(), wait=0) for _ in range(3)]
+            return first, later, misses
+
+    first, later, misses = run_async(main())
+    assert first["state"] == "done"
+    assert [a["state"] for a in later] == ["done"] * 3 and all(a["results"] == 1 for a in later)
+    assert cache.get_cache().misses == misses == 1

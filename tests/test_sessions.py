@@ -26,6 +26,14 @@ def _fresh_cache():
     configure()
 
 
+def _of_type(o, types) -> bool:
+    """``isinstance`` for whatever ``gc.get_objects()`` holds: a dead ``weakref.proxy`` raises."""
+    try:
+        return isinstance(o, types)
+    except ReferenceError:
+        return False
+
+
 def _wait(cond, timeout=60.0):
     wait_until(cond, timeout)
 
@@ -193,20 +201,14 @@ def _serve_three_students_and_count():
     from app.pages.base import Page
     from tests.load.loadtest import Student
 
-    def of_type(o, types) -> bool:  # a dead weakref.proxy raises on isinstance
-        try:
-            return isinstance(o, types)
-        except ReferenceError:
-            return False
-
     gc.collect()
-    earlier = weakref.WeakSet(o for o in gc.get_objects() if of_type(o, (Page, Document)))
+    earlier = weakref.WeakSet(o for o in gc.get_objects() if _of_type(o, (Page, Document)))
 
     def alive():
         """Pages and documents made since the test began (earlier tests' may die meanwhile)."""
         gc.collect()
         objs = [o for o in gc.get_objects()
-                if of_type(o, (Page, Document)) and o not in earlier]
+                if _of_type(o, (Page, Document)) and o not in earlier]
         return (sum(isinstance(o, Page) for o in objs),
                 sum(isinstance(o, Document) for o in objs))
 
@@ -472,7 +474,7 @@ def _leave_a_computing_page():
         try:
             def page():
                 gc.collect()
-                found = [o for o in gc.get_objects() if isinstance(o, StabilityPage)
+                found = [o for o in gc.get_objects() if _of_type(o, StabilityPage)
                          and o.state.seed == 21 and not o._cloud_view.closed]
                 return found[0] if found else None
 
