@@ -461,6 +461,13 @@ def _nav(slug: str) -> str:
         for s, (t, _) in PAGES.items()) + "</nav>"
 
 
+def _top() -> str:
+    """The top every class page shares (``assets/class-top.html``: head, header with the menu
+    button, the start of the sidebar with the navigation), its placeholders still to fill."""
+    text = (ASSETS / "class-top.html").read_text(encoding="utf-8")
+    return text.split("\n", 1)[1]  # without its comment line
+
+
 def _markdown(text: str) -> str:
     """The presets' one-line Markdown (``**bold**``, ``*italic*``) as HTML, escaped first."""
     import re
@@ -521,6 +528,7 @@ def build_live_page(preset: str = "") -> bytes:
                         if u.split("?")[0].endswith("/bokeh.min.js"))
     page = (ASSETS / "class.html").read_text(encoding="utf-8")
     fill = {
+        "top": _top(),
         "title": html.escape(f"SGD Atlas · {PAGES[SLUG][0]} · class"),
         "css": (ASSETS / "class.css").read_text(encoding="utf-8"),
         "resources": resources, "nav": _nav(SLUG), "presets": options, "sidebar": sidebar,
@@ -556,6 +564,7 @@ def build_static_page(slug: str) -> bytes:
         content = gallery_html()
     page = (ASSETS / "class-static.html").read_text(encoding="utf-8")
     fill = {
+        "top": _top(), "resources": "",
         "title": html.escape(f"SGD Atlas · {PAGES[slug][0]} · class"),
         "css": (ASSETS / "class.css").read_text(encoding="utf-8") + CARD_CSS,
         "nav": _nav(slug), "note": html.escape(f"engine version {engine_version()}"),
