@@ -37,7 +37,7 @@ from .state import PAGE_STATES, assemble, computations
 #: seconds a follow lasts without being renewed by the next request
 LEASE = 10.0
 MAX_WAIT = 5.0
-_CLIENT = re.compile(r"^[0-9a-zA-Z_-]{8,64}$")
+_CLIENT = re.compile(r"[0-9a-zA-Z_-]{8,64}")
 
 
 def states_for(query: dict) -> tuple[str, dict, list[str]]:
@@ -64,7 +64,7 @@ def tasks_for(query: dict) -> tuple[list, list[str]]:
 
 def _client(query: dict) -> str:
     client = query.get("client", "")
-    if not _CLIENT.match(client):
+    if not _CLIENT.fullmatch(client):
         raise BadRequest("client must be the browser's id: 8 to 64 letters, digits, '-' or '_'.")
     return client
 
