@@ -463,7 +463,7 @@ def _nav(slug: str) -> str:
 
 def _top() -> str:
     """The top every class page shares (``assets/class-top.html``: head, header with the menu
-    button, the start of the sidebar with the navigation), its placeholders still to fill."""
+    button, the start of the sidebar with the navigation), its {{…}} fields filled by the caller."""
     text = (ASSETS / "class-top.html").read_text(encoding="utf-8")
     return text.split("\n", 1)[1]  # without its comment line
 

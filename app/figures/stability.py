@@ -76,10 +76,7 @@ def cloud_figure() -> figure:
     p = new_figure("pullback cloud at time 0: (w1, w2) red, (v1, v2) blue", 440,
                    x_range=CLOUD_RANGE, y_range=CLOUD_RANGE, x_axis_label="w1 (red), v1 (blue)",
                    y_axis_label="w2 (red), v2 (blue)", name="stab-fig-cloud")
-    image = ColumnDataSource(data=dict(image=[np.zeros((1, 1), dtype=np.uint32)],
-                                       x=[CLOUD_RANGE[0]], y=[CLOUD_RANGE[0]],
-                                       dw=[np.ptp(CLOUD_RANGE)], dh=[np.ptp(CLOUD_RANGE)]),
-                             name="stab-cloud-image")
+    image = ColumnDataSource(data=_cloud_image(None), name="stab-cloud-image")
     p.image_rgba(image="image", x="x", y="y", dw="dw", dh="dh", source=image)
     for gradient in (1, -1):
         p.add_layout(Slope(gradient=gradient, y_intercept=0, line_color="#555",
@@ -144,17 +141,19 @@ def ring_columns(ds: xr.Dataset, trapped_distance: float) -> dict[str, dict]:
     return out
 
 
+def _cloud_image(raster: np.ndarray | None) -> dict:
+    """The raster's source columns: the whole window [−5, 5]² (a transparent pixel for none)."""
+    image = np.zeros((1, 1), dtype=np.uint32) if raster is None else raster
+    return {"image": [image], "x": [CLOUD_RANGE[0]], "y": [CLOUD_RANGE[0]],
+            "dw": [np.ptp(CLOUD_RANGE)], "dh": [np.ptp(CLOUD_RANGE)]}
+
+
 def cloud_columns(ds: xr.Dataset | None, trapped_distance: float) -> dict[str, dict]:
     """Every source of :func:`cloud_figure` for the cloud ``ds`` (None: empty)."""
     if ds is None:
-        empty = {c: [] for c in RING_COLUMNS}
-        return {"stab-cloud-image": {"image": [np.zeros((1, 1), dtype=np.uint32)],
-                                     "x": [CLOUD_RANGE[0]], "y": [CLOUD_RANGE[0]],
-                                     "dw": [np.ptp(CLOUD_RANGE)], "dh": [np.ptp(CLOUD_RANGE)]},
-                **{f"stab-cloud-rings-{k}": dict(empty) for k, *_ in PROJECTIONS}}
-    return {"stab-cloud-image": {"image": [cloud_raster(ds.cloud.values)],
-                                 "x": [CLOUD_RANGE[0]], "y": [CLOUD_RANGE[0]],
-                                 "dw": [np.ptp(CLOUD_RANGE)], "dh": [np.ptp(CLOUD_RANGE)]},
+        return {"stab-cloud-image": _cloud_image(None),
+                **{f"stab-cloud-rings-{k}": {c: [] for c in RING_COLUMNS} for k, *_ in PROJECTIONS}}
+    return {"stab-cloud-image": _cloud_image(cloud_raster(ds.cloud.values)),
             **ring_columns(ds, trapped_distance)}
 
 
@@ -209,9 +208,7 @@ def map_figure() -> figure:
     p.add_tools(TapTool())
     mapper = LinearColorMapper(palette=list(reversed(Greys256)), low=0, high=1,
                                nan_color="rgba(0, 0, 0, 0)", name="stab-map-mapper")
-    image = ColumnDataSource(data={"image": [np.full((1, 1), np.nan)], "x": [0.0], "y": [0.0],
-                                   "dw": [2.0], "dh": [2.0],
-                                   **{v: [np.full((1, 1), np.nan)] for v in MAP_VALUES}},
+    image = ColumnDataSource(data=map_columns(None, "pi_small_lr")[0]["stab-map-image"],
                              name="stab-map-image")
     img = p.image(image="image", x="x", y="y", dw="dw", dh="dh", source=image,
                   color_mapper=mapper)
