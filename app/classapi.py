@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 
 from . import compute
 from .cache import get_cache
-from .classmode import BadRequest, _Handler
+from .classmode import BadRequest, Gone, _Handler
 from .presets import apply_link
 from .state import PAGE_STATES, assemble, computations
 
@@ -91,8 +91,12 @@ def status_json(comp: compute.Computation, notices: list[str]) -> dict:
 async def follow(query: dict) -> dict:
     """Start or join the named computation for ``client``, renew its lease, and answer its
     status after at most ``wait`` seconds (sooner when it finishes or moves on)."""
-    client, wait = _client(query), _wait(query)
     tasks, notices = tasks_for(query)
+    return status_json(await _follow(query, tasks), notices)
+
+
+async def _follow(query: dict, tasks: list) -> compute.Computation:
+    client, wait = _client(query), _wait(query)
     loop = asyncio.get_running_loop()
     moved = asyncio.Event()
 
@@ -106,7 +110,7 @@ async def follow(query: dict) -> dict:
         except asyncio.TimeoutError:
             pass
     compute.renew(comp, client, LEASE)  # from now, and without this request's listener
-    return status_json(comp, notices)
+    return comp
 
 
 async def cancel(query: dict) -> dict:
@@ -132,6 +136,106 @@ async def result_nc(query: dict) -> bytes:
     return netcdf_export(assemble(list(zip(tasks, found))), link)
 
 
+# -- the class pages' views (app.classpages) ------------------------------------------------------
+_VIEWS = None
+
+
+def view_store():
+    """Drawn views of this process by key (gzipped JSON), least recently used dropped past
+    ``SGD_ATLAS_VIEW_BYTES`` (default 64 MiB)."""
+    global _VIEWS
+    if _VIEWS is None:
+        import os
+
+        from .classmode import SharedResults
+
+        _VIEWS = SharedResults(int(os.environ.get("SGD_ATLAS_VIEW_BYTES", 64 * 2**20)))
+    return _VIEWS
+
+
+async def view(query: dict) -> dict:
+    """``/api/view``: start or join the computation behind the view ``what`` of a class page
+    (as :func:`follow`; a closed-form view has none), draw the view from its results so far
+    once per distinct content, and answer the status with the view's key (its columns:
+    ``/api/view/data?key=…``), the validated values and the teacher's locks."""
+    import hashlib
+    import json
+
+    from .cache import canonical
+    from .classpages import EXTRAS, SPEC_BUILDERS, fields_of, figures_module, page_class, values_of
+    from .urlstate import teacher_fields
+
+    _client(query)
+    slug, states, notices = states_for(query)
+    if slug not in SPEC_BUILDERS:
+        raise BadRequest(f"page must be one of {', '.join(SPEC_BUILDERS)}, not {slug[:40]!r}.")
+    mod = figures_module(slug)
+    what = query.get("what", "")
+    if what not in mod.VIEWS:
+        raise BadRequest(f"what must be one of {', '.join(mod.VIEWS)} for page {slug}, "
+                         f"not {what[:40]!r}.")
+    named = computations(slug, states)
+    values = values_of(slug, states)
+    if what in named:
+        comp = await _follow(query, named[what])
+        answer = status_json(comp, notices)
+        p = comp.status()
+        results = list(p.results) + ([p.partial] if p.partial is not None else [])
+        stamp = [comp.key, len(p.results), None if p.partial is None else round(p.done, 3)]
+    else:
+        answer = {"key": None, "state": compute.DONE, "done": 1, "total": 1, "left": 0.0,
+                  "results": 0, "notices": notices, "error": None}
+        results, stamp = [], None
+    drawn = {f: values.get(f, getattr(states["state"], f, None)) for f in mod.VIEWS[what]}
+    key = hashlib.sha256(json.dumps([slug, what, stamp, canonical(drawn)], sort_keys=True,
+                                    default=str).encode()).hexdigest()[:32]
+    if query.get("have") != key:
+        def draw():
+            body = view_json(mod.view(what, results, states))
+            return body, len(body)
+
+        await view_store().get_or_compute(key, draw)  # in the class mode's threads
+    answer.update(view=key, values=values)
+    if "lock" in query or "hide" in query:
+        fields = fields_of(slug)
+        advanced = [f for f in page_class(slug).advanced if f in fields]
+        lock, hide, more = teacher_fields(query, fields, advanced, EXTRAS)
+        answer.update(lock=lock, hide=hide, notices=notices + more)
+    return answer
+
+
+def view_json(v: dict) -> bytes:
+    """A view (:func:`app.figures.apply_view`'s format) as gzipped JSON, its columns encoded
+    (:func:`app.classmode.encode`)."""
+    import gzip
+    import json
+
+    import numpy as np
+
+    from .classmode import encode
+
+    def plain(o):
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        raise TypeError(f"not JSON: {type(o).__name__}")
+
+    out = {"columns": encode(v.get("columns", {})), "titles": v.get("titles", {}),
+           "props": v.get("props", {}), "html": v.get("html", {})}
+    return gzip.compress(json.dumps(out, separators=(",", ":"), default=plain).encode(), 6)
+
+
+async def view_data(key: str) -> bytes:
+    """``/api/view/data?key=…``: a drawn view's gzipped JSON."""
+    import re as _re
+
+    body = view_store().get(key) if _re.fullmatch(r"[0-9a-f]{32}", key) else None
+    if body is None:
+        raise Gone("This view is no longer on the server: ask /api/view for it again.")
+    return body
+
+
 class NotReady(BadRequest):
     """The results are not computed yet: status 409."""
 
@@ -148,6 +252,33 @@ class CancelHandler(_Handler):
         await self.answer(lambda q: _json(cancel(q)))
 
 
+class ViewHandler(_Handler):
+    async def get(self) -> None:
+        await self.answer(lambda q: _json(view(q)))
+
+
+class ViewDataHandler(_Handler):
+    """A drawn view by key: gzipped once, kept, and cacheable by the browser (a key names one
+    content)."""
+
+    async def get(self) -> None:
+        try:
+            body = await view_data(self.query().get("key", ""))
+        except (BadRequest, Gone) as exc:
+            self.send_error(404 if isinstance(exc, Gone) else exc.status,
+                            exc_info=(type(exc), exc, None))
+            return
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "private, max-age=3600")
+        if "gzip" in self.request.headers.get("Accept-Encoding", ""):
+            self.set_header("Content-Encoding", "gzip")
+        else:
+            import gzip
+
+            body = gzip.decompress(body)
+        self.finish(body)
+
+
 class ResultHandler(_Handler):
     async def get(self) -> None:
         await self.answer(result_nc, "application/x-netcdf",
@@ -162,4 +293,5 @@ async def _json(coro) -> bytes:
 
 def routes() -> list[tuple[str, type]]:
     return [(r"/api/compute", ComputeHandler), (r"/api/compute/cancel", CancelHandler),
-            (r"/api/compute/result\.nc", ResultHandler)]
+            (r"/api/compute/result\.nc", ResultHandler), (r"/api/view", ViewHandler),
+            (r"/api/view/data", ViewDataHandler)]

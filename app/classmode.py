@@ -269,22 +269,26 @@ def values_of(run: TrajectoryRun) -> dict:
 
 # -- what a browser receives --------------------------------------------------------------------
 def encode(columns: dict[str, dict]) -> dict:
-    """Columns for JSON: numeric arrays as base64 float32 (``{"f4": …, "shape": …}``; NaN
-    survives, unlike in JSON), text as lists."""
+    """Columns for JSON: numbers as base64 little-endian float32 (``{"f4": …}``; NaN survives,
+    unlike in JSON), an image column (a list holding one 2-D array) with its ``shape`` — RGBA
+    images (uint32) as ``{"u4": …}`` —, text as lists."""
     out = {}
     for name, cols in columns.items():
-        enc = {}
-        for col, values in cols.items():
-            if col == "image":
-                arr = np.asarray(values[0], dtype="<f4")
-                enc[col] = {"f4": base64.b64encode(arr.tobytes()).decode(), "shape": list(arr.shape)}
-            elif col == "text":
-                enc[col] = [str(v) for v in values]
-            else:
-                arr = np.ascontiguousarray(values, dtype="<f4")
-                enc[col] = {"f4": base64.b64encode(arr.tobytes()).decode()}
-        out[name] = enc
+        out[name] = {col: _encode_column(values) for col, values in cols.items()}
     return out
+
+
+def _encode_column(values):
+    first = values[0] if isinstance(values, (list, tuple)) and len(values) == 1 else None
+    if isinstance(first, np.ndarray) and first.ndim == 2:  # an image
+        kind = "u4" if first.dtype.kind in "ui" and first.dtype.itemsize == 4 else "f4"
+        arr = np.ascontiguousarray(first, dtype="<u4" if kind == "u4" else "<f4")
+        return {kind: base64.b64encode(arr.tobytes()).decode(), "shape": list(arr.shape)}
+    arr = np.asarray(values)
+    if arr.dtype.kind in "fiub" and arr.ndim == 1:
+        arr = np.ascontiguousarray(arr, dtype="<f4")
+        return {"f4": base64.b64encode(arr.tobytes()).decode()}
+    return [str(v) for v in (values.tolist() if isinstance(values, np.ndarray) else values)]
 
 
 def frame_payload(run: TrajectoryRun, key: str, notices: list[str]) -> dict:
@@ -477,12 +481,22 @@ def _markdown(text: str) -> str:
     return re.sub(r"(?<![\w*])\*(?!\s)(.+?)\*(?!\w)", r"<i>\1</i>", out)
 
 
+def bokeh_js() -> str:
+    """The ``<script>`` of BokehJS alone, from this server: Panel registers its extensions'
+    bundles (tabulator, luxon, module shims: 563 kB a student) with Bokeh's resources, and the
+    class pages use none of them."""
+    from bokeh.resources import Resources
+
+    return "".join(f'<script src="{u}"></script>' for u in
+                   Resources(mode="server", root_url="./", components=["bokeh"]).js_files
+                   if u.split("?")[0].endswith("/bokeh.min.js"))
+
+
 def build_live_page(preset: str = "") -> bytes:
     """The live page's class-mode HTML for ``preset`` (the page's defaults for ""): figures of
     :mod:`app.figures.live` drawn with the preset's start, controls generated from the state's
     parameters, and the browser code; built once per process per preset."""
     from bokeh.embed import components
-    from bokeh.resources import Resources
 
     from .figures.live import (
         WHERE_TEXT,
@@ -520,18 +534,13 @@ def build_live_page(preset: str = "") -> bytes:
               "pi": {"sigma2": m.sigma2, "teacher": m.teacher}, "name": f"sgd-atlas-{SLUG}",
               "png_js": browser_code("png-export"), "copy_js": browser_code("copy-link")}
     js = "\n".join((ASSETS / "js" / f"{n}.js").read_text(encoding="utf-8")
-                   for n in ("class-menu", "class-live"))
-    # BokehJS alone: Panel registers its extensions' bundles (tabulator, luxon, module shims:
-    # 563 kB a student) with Bokeh's resources, and this page uses none of them
-    resources = "".join(f'<script src="{u}"></script>' for u in
-                        Resources(mode="server", root_url="./", components=["bokeh"]).js_files
-                        if u.split("?")[0].endswith("/bokeh.min.js"))
+                   for n in ("class-menu", "class-common", "class-live"))
     page = (ASSETS / "class.html").read_text(encoding="utf-8")
     fill = {
         "top": _top(),
         "title": html.escape(f"SGD Atlas · {PAGES[SLUG][0]} · class"),
         "css": (ASSETS / "class.css").read_text(encoding="utf-8"),
-        "resources": resources, "nav": _nav(SLUG), "presets": options, "sidebar": sidebar,
+        "resources": bokeh_js(), "nav": _nav(SLUG), "presets": options, "sidebar": sidebar,
         "prompt": _markdown(prompt), "where_text": _markdown(WHERE_TEXT),
         "plot_w": divs["w"], "plot_v": divs["v"], "plot_loss": divs["loss"], "plot_deg": divs["deg"],
         "plot_where": divs["where"], "bokeh_script": script,
@@ -576,12 +585,19 @@ def build_static_page(slug: str) -> bytes:
 
 
 async def class_page(slug: str, preset: str) -> bytes:
+    """The class page of ``slug`` and ``preset`` (built once per process: the live page, the
+    map and curve pages of :mod:`app.classpages`, or a static page)."""
+    from .classpages import SPEC_BUILDERS, build_class_page
+
+    def sized(b: bytes):
+        return b, len(b)
+
     if slug in STATIC:
-        return await stores()[1].get_or_compute(
-            slug, lambda: (lambda b: (b, len(b)))(build_static_page(slug)))
-    preset = preset if find_preset(SLUG, preset) else ""  # unknown: the defaults, and the API's notice
-    return await stores()[1].get_or_compute(
-        f"{slug}|{preset}", lambda: (lambda b: (b, len(b)))(build_live_page(preset)))
+        return await stores()[1].get_or_compute(slug, lambda: sized(build_static_page(slug)))
+    preset = preset if find_preset(slug, preset) else ""  # unknown: the defaults, and the API's notice
+    build = build_live_page if slug == SLUG else (lambda p: build_class_page(slug, p))
+    assert slug == SLUG or slug in SPEC_BUILDERS, slug
+    return await stores()[1].get_or_compute(f"{slug}|{preset}", lambda: sized(build(preset)))
 
 
 # -- tornado handlers --------------------------------------------------------------------------
@@ -671,7 +687,7 @@ class ClassHandler(_Handler):
             self.send_error(400, exc_info=(type(exc), exc, None))
             return
         slug = query.get("page", DEFAULT_PAGE)
-        if slug != SLUG and slug not in STATIC:
+        if slug not in class_slugs():
             target = urlencode(query) if slug in PAGES else urlencode({**query, "page": DEFAULT_PAGE})
             self.redirect(f"app?{target}" if slug in PAGES else f"class?{target}")
             return
@@ -684,6 +700,13 @@ class ClassHandler(_Handler):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Cache-Control", "no-cache")
         self.finish(body)
+
+
+def class_slugs() -> tuple[str, ...]:
+    """Every page with a class mode: the live page, the map and curve pages, the static ones."""
+    from .classpages import SPEC_BUILDERS
+
+    return (SLUG, *SPEC_BUILDERS, *STATIC)
 
 
 def routes() -> list[tuple[str, type]]:
@@ -704,10 +727,10 @@ async def warm_up() -> float:
     t0 = time.perf_counter()
     try:
         await asyncio.gather(*(in_worker(_ping) for _ in range(4)))  # the workers start now
-        for preset in ["", *(p["id"] for p in load_presets().get(SLUG, []))]:
-            await class_page(SLUG, preset)
-        for slug in STATIC:
-            await class_page(slug, "")
+        for slug in class_slugs():
+            presets = [] if slug in STATIC else [p["id"] for p in load_presets().get(slug, [])]
+            for preset in ["", *presets]:
+                await class_page(slug, preset)
     except Exception:
         log.exception("class-mode warm-up failed (pages are built on first request instead)")
     return time.perf_counter() - t0

@@ -169,3 +169,104 @@ def test_a_poll_after_the_end_answers_done_at_once_without_computing_again():
     assert first["state"] == "done"
     assert [a["state"] for a in later] == ["done"] * 3 and all(a["results"] == 1 for a in later)
     assert cache.get_cache().misses == misses == 1
+
+
+# -- the class pages' views (/api/view, app.classpages) ------------------------------------------
+def _decode(col):
+    """A column as app.classmode.encode wrote it."""
+    import base64
+
+    if isinstance(col, list):
+        return col
+    kind = "u4" if "u4" in col else "f4"
+    arr = np.frombuffer(base64.b64decode(col[kind]), dtype="<" + kind)
+    return arr.reshape(col["shape"]) if "shape" in col else arr
+
+
+async def _view(get, values: dict, client: str, wait: float = 1.0) -> tuple[dict, dict | None]:
+    """``/api/view``'s answer and, unless the client has it (``have``), the drawn view."""
+    resp = await get(_url("/api/view", **values, client=client, wait=wait))
+    assert resp.code == 200, resp.body
+    answer = json.loads(resp.body)
+    if values.get("have") == answer["view"]:
+        return answer, None
+    data = await get(_url("/api/view/data", key=answer["view"]))
+    assert data.code == 200, data.body
+    return answer, json.loads(data.body)
+
+
+def test_sixty_students_get_one_cloud_drawn_once_equal_to_the_engines_cloud():
+    """The cloud's view for a class: one computation, each distinct view drawn once, and what
+    the browser receives is the figures module's columns of the engine's own cloud (the trapped
+    share its fraction of paths within the distance, paper 000 Fig. 4)."""
+    from app.figures.stability import cloud_columns
+
+    seed = str(np.random.default_rng().integers(1000, 10**6))
+    values = dict(CLOUD, seed=seed, trapped_distance="0.1")
+    clients = [_client() for _ in range(60)]
+
+    async def student(get, client):
+        while True:
+            answer, drawn = await _view(get, values, client, wait=0.5)
+            if answer["state"] != "running":
+                return answer, drawn
+
+    async def main():
+        async with class_mode_server() as get:
+            return await asyncio.gather(*(student(get, c) for c in clients))
+
+    before = classapi.view_store().computed
+    finals = run_async(main())
+    assert cache.get_cache().misses == 1
+    assert {a["view"] for a, _ in finals} == {finals[0][0]["view"]}
+    assert classapi.view_store().computed - before <= 2  # the empty cloud, then the cloud
+    direct = pullback.pullback_cloud(sigma2=1.0, pullback_time=1000, lr=0.1, n_points=4000,
+                                     seed=int(seed))
+    expected = cloud_columns(direct, 0.1)
+    got = finals[0][1]["columns"]
+    np.testing.assert_array_equal(_decode(got["stab-cloud-image"]["image"]),
+                                  expected["stab-cloud-image"]["image"][0])
+    np.testing.assert_allclose(_decode(got["stab-cloud-rings-w"]["share"]),
+                               expected["stab-cloud-rings-w"]["share"], rtol=1e-6)
+    share = 100 * np.mean(direct.distance.values < 0.1)
+    assert f"{share:.1f} %" in finals[0][1]["html"]["stab-trapped"]
+
+
+def test_an_instant_view_is_the_closed_form_validated_and_not_drawn_twice():
+    """μ±(x) at the clicked point is a closed form (paper 000 eq. 38, engine.stability.mu_pm):
+    the view's columns equal it; a value out of bounds is clamped with a notice; asking again
+    with the key one has (``have``) draws and sends nothing; a teacher's lock comes back."""
+    from engine import stability as st
+
+    base = {"page": "stability", "what": "mu", "sigma2": "0.5"}
+
+    async def main():
+        async with class_mode_server() as get:
+            client = _client()
+            a, drawn = await _view(get, dict(base, w0="1.2", v0="0.3", lock="sigma2"), client)
+            n = classapi.view_store().computed
+            again, none = await _view(get, dict(base, w0="1.2", v0="0.3", have=a["view"]), client)
+            same_n = classapi.view_store().computed
+            clamped, _ = await _view(get, dict(base, w0="7", v0="0.3"), client)
+            bad = await get(_url("/api/view", page="stability", what="nothing", client=client))
+            gone = await get(_url("/api/view/data", key="0" * 32))
+            wrong = await get(_url("/api/view", page="trajectories", what="mu", client=client))
+            return a, drawn, n, again, none, same_n, clamped, bad, gone, wrong
+
+    a, drawn, n, again, none, same_n, clamped, bad, gone, wrong = run_async(main())
+    cols = drawn["columns"]["stab-mu-curves"]
+    x = _decode(cols["x"]).astype(float)
+    lo, hi = st.mu_pm(x, 1.2, 0.3)
+    np.testing.assert_allclose(_decode(cols["mu_plus"]), hi, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_decode(cols["mu_minus"]), lo, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(_decode(cols["rho"]), np.exp(-x**2 / 1.0) / np.sqrt(np.pi),
+                               rtol=1e-5)
+    assert list(_decode(drawn["columns"]["stab-map-marker"]["w"])) == [np.float32(1.2)]
+    assert drawn["titles"]["stab-fig-mu"].startswith("μ±(x; w = 1.20, v = 0.30)")
+    assert a["state"] == "done" and a["lock"] == ["sigma2"] and a["values"]["sigma2"] == 0.5
+    assert again["view"] == a["view"] and none is None and same_n == n
+    assert clamped["values"]["w0"] == 2.0 and any("w" in t for t in clamped["notices"])
+    assert clamped["view"] != a["view"]
+    assert bad.code == 400 and "what must be one of" in json.loads(bad.body)["error"]
+    assert gone.code == 404 and "ask /api/view" in json.loads(gone.body)["error"]
+    assert wrong.code == 400 and "page must be one of" in json.loads(wrong.body)["error"]

@@ -403,26 +403,34 @@ def test_a_locked_value_holds_against_a_tampered_request():
 
 # -- 9. the page -------------------------------------------------------------------------------
 def test_the_class_page_is_built_once_and_other_slugs_redirect():
+    from app.pages import PAGES
+
     async def script(get):
         a = await get("/class?page=trajectories&lr=0.3")
         b = await get("/class?page=trajectories&lr=0.05")  # the values live in the browser
         c = await get("/class")
-        stab = await get("/class?page=stability&sigma2=1")
         odd = await get("/class?page=../../etc&lr=0.2")
         preset = await get("/class?page=trajectories&preset=diverge")
-        return a, b, c, stab, odd, preset
+        others = {slug: await get(f"/class?page={slug}&sigma2=1") for slug in PAGES}
+        return a, b, c, odd, preset, others
 
-    a, b, c, stab, odd, preset = http(script)
+    a, b, c, odd, preset, others = http(script)
     assert a.code == b.code == c.code == 200
     assert a.headers["Content-Type"].startswith("text/html")
     assert a.body == b.body == c.body
     html = a.body.decode()
     buttons = re.findall(r"<button[^>]*>(.*?)</button>", html, re.DOTALL)
     assert any("Play" in t for t in buttons), buttons
-    assert cm.stores()[1].computed == 2  # the default page and the "diverge" one
+    # the default live page and the "diverge" one, and one page for each other slug
+    assert cm.stores()[1].computed == 2 + len(set(PAGES) & set(cm.class_slugs())) - 1
     assert preset.code == 200 and preset.body != a.body
     assert 'value="diverge" selected' in preset.body.decode()
-    assert stab.code == 302 and stab.headers["Location"] == "app?page=stability&sigma2=1"
+    for slug, answer in others.items():  # every page has its class mode (issue 17)
+        if slug in cm.class_slugs():
+            assert answer.code == 200, slug
+            assert f"class?page={slug}' class='active'" in answer.body.decode()
+        else:
+            assert answer.code == 302 and answer.headers["Location"] == f"app?page={slug}&sigma2=1"
     assert odd.code == 302 and odd.headers["Location"] == "class?page=trajectories&lr=0.2"
     # the page's embedded configuration is the defaults', readable as JSON
     config = re.search(r'id="atlas-config"[^>]*>(.*?)</script>', html, re.DOTALL)

@@ -22,6 +22,29 @@ def set_columns(figures: dict, columns: dict[str, dict], titles: dict[str, str] 
         figures[key].title.text = text
 
 
+def apply_view(figures: dict, view: dict) -> None:
+    """Apply a *view* — what a page draws from its results, the one contract between the figures
+    modules, the Panel pages and the class mode's browser code (``assets/js/class-page.js``) —
+    to ``figures`` (``{key: figure}``)::
+
+        {"columns": {source name: {column: values}},   # ColumnDataSources, found by name
+         "titles":  {figure name: text},               # a figure's title (found by its name)
+         "props":   {model name: {attribute: value}},  # any other named model (mappers,
+                                                       #   spans, colour bars, axes' ranges…)
+         "html":    {element id: HTML}}                # text beside the plots (escaped already)
+
+    Every key is optional. ``html`` is the page's to place (a Panel pane, a class page's element).
+    """
+    set_columns(figures, view.get("columns", {}))
+    titles, props = view.get("titles", {}), view.get("props", {})
+    for fig in figures.values():
+        if getattr(fig, "name", None) in titles:
+            fig.title.text = titles[fig.name]
+        for name, attrs in props.items():
+            for model in fig.select({"name": name}):
+                model.update(**attrs)
+
+
 TOOLS = "pan,wheel_zoom,box_zoom,reset,save"
 
 

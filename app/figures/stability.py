@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 import xarray as xr
-from bokeh.models import (ColorBar, ColumnDataSource, DataRange1d, HoverTool, LinearAxis,
-                          LinearColorMapper, Slope, Span, TapTool)
+from bokeh.models import (ColorBar, ColumnDataSource, DataRange1d, HoverTool, Legend, LegendItem,
+                          LinearAxis, LinearColorMapper, Slope, Span, TapTool)
 from bokeh.palettes import Greys256, RdBu11
 from bokeh.plotting import figure
 
@@ -218,12 +218,13 @@ def map_figure() -> figure:
                    width=10)
     p.add_layout(bar, "right")
     valley = ColumnDataSource(data={"w": [], "v": []}, name="stab-map-valley")
-    p.line("w", "v", source=valley, color=W_COLOR, line_width=2, legend_label="valley C",
-           name="stab-map-valley-line")
+    line = p.line("w", "v", source=valley, color=W_COLOR, line_width=2,
+                  name="stab-map-valley-line")
     marker = ColumnDataSource(data={"w": [0.5], "v": [0.5]}, name="stab-map-marker")
     p.scatter("w", "v", source=marker, marker="x", size=14, line_width=3, color="#ff7f0e")
-    p.legend.location = "top_right"
-    p.legend.label_text_font_size = "11px"
+    p.add_layout(Legend(items=[LegendItem(label="valley C", renderers=[line],
+                                          name="stab-map-valley-item")],
+                        location="top_right", label_text_font_size="11px"))
     return p
 
 
@@ -262,11 +263,80 @@ def _mapper(var: str, values) -> dict:
             "title": MAP_LABELS.get(var, var)}
 
 
-def apply_map_settings(fig: figure, settings: dict) -> None:
-    """The mapper's palette and limits, the colour bar's title and the valley's legend."""
-    mapper = fig.select_one({"name": "stab-map-mapper"})
-    mapper.update(palette=settings["palette"], low=settings["low"], high=settings["high"])
-    fig.select_one({"name": "stab-map-bar"}).title = settings["title"]
-    for item in fig.legend[0].items:
-        if any(r.name == "stab-map-valley-line" for r in item.renderers):
-            item.label = {"value": settings["legend"]}
+def map_props(settings: dict) -> dict:
+    """The models a map's settings change, by name: the mapper's palette and limits, the colour
+    bar's title and the valley's legend (a view's ``props``)."""
+    return {"stab-map-mapper": {k: settings[k] for k in ("palette", "low", "high")},
+            "stab-map-bar": {"title": settings["title"]},
+            "stab-map-valley-item": {"label": {"value": settings["legend"]}}}
+
+
+# -- the page's views (app.figures.apply_view): what the Panel page and the class mode draw -------
+#: each view's name -> the fields its drawing reads besides its computation's inputs; "maps",
+#: "cloud" and "point" draw the computations of app.state.computations("stability", …), "mu"
+#: is a closed form
+VIEWS = {"maps": ("color_by",), "cloud": ("trapped_distance",), "point": ("w0", "v0"),
+         "mu": ("w0", "v0", "sigma2")}
+#: a click on the map picks (w, v): the figure's name -> the fields its x and y set
+TAPS = {"stab-fig-map": ("w0", "v0")}
+#: where a click may land: the fields' window (M_wv ∩ [0, 2]²)
+TAP_BOUNDS = {"w0": (0.0, 2.0), "v0": (0.0, 2.0)}
+#: the text beside the plots, by element id
+HTML_IDS = ("stab-point", "stab-trapped")
+
+
+def figures() -> dict:
+    """Every figure of the stability page, by key (``mu``, ``map``, ``cloud``)."""
+    return {"mu": mu_figure(), "map": map_figure(), "cloud": cloud_figure()}
+
+
+def view(what: str, results: list | None, states: dict) -> dict:
+    """The view ``what`` (:data:`VIEWS`) for the computation's ``results`` so far (None or []:
+    not computed yet) and the page's ``states`` (``{"state": StabilityParams}``)."""
+    s = states["state"]
+    last = results[-1] if results else None
+    if what == "maps":  # the π map as soon as it is in, then the full map replacing it
+        columns, settings = map_columns(last, s.color_by)
+        return {"columns": columns, "props": map_props(settings)}
+    if what == "mu":
+        columns, title = mu_columns(s.w0, s.v0, s.sigma2)
+        return {"columns": {**columns, "stab-map-marker": {"w": [s.w0], "v": [s.v0]}},
+                "titles": {"stab-fig-mu": title}}
+    if what == "point":
+        return {"html": {"stab-point": point_html(last, s)}}
+    if what == "cloud":
+        return {"columns": cloud_columns(last, s.trapped_distance),
+                "html": {"stab-trapped": "" if last is None else trapped_html(last, s.trapped_distance)}}
+    raise ValueError(f"the stability page has no view {what!r}; views: {', '.join(VIEWS)}")
+
+
+def trapped_html(ds: xr.Dataset, trapped_distance: float) -> str:
+    """"<b>45.9 %</b> of 100,000 paths trapped within 0.1 of M_wv at τ_pb = 30,000"."""
+    d = ds.distance.values
+    frac = float(np.mean(d < trapped_distance))
+    return (f"<b id='trapped-fraction'>{100 * frac:.1f} %</b> of {d.size:,} paths trapped within "
+            f"{trapped_distance:g} of M_wv at τ_pb = {int(ds.attrs['pullback_time']):,}"
+            + (" (ringed on the cloud)" if frac > 0 else ""))
+
+
+def point_html(ds: xr.Dataset | None, s) -> str:
+    """The chosen point's π, finite-η π and λ from ``ds`` (:meth:`StabilityParams.point_task`;
+    None: "computing…"), and a link that opens the live page near it."""
+    from urllib.parse import urlencode
+
+    link = "?" + urlencode({"page": "trajectories", "sigma2": s.sigma2, "lr": s.lr,
+                            "start": "point", "w0": round(s.w0, 4), "v0": round(s.v0, 4),
+                            "spread": 0.05, "steps_per_frame": 500})
+    if ds is None:
+        values = "π, P[|1 + ημ±| < 1] and λ: computing…"
+    else:
+        at = dict(w=0, v=0)
+        p_small, p_eta = (float(ds[k].isel(at)) for k in ("pi_small_lr", "pi_finite_lr"))
+        lam, se = float(ds.lyapunov.isel(at)), float(ds.lyapunov_se.isel(at))
+        lam_txt = (f"{lam:.2e} ± {1.96 * se:.1e} (95 % CI, per step)"
+                   if np.isfinite(lam) else "diverges (|1 + ημ| too large)")
+        values = (f"π = {p_small:.3f}; P[|1 + ημ±| < 1] = {p_eta:.3f} at η = {s.lr:g}; "
+                  f"λ = {lam_txt}")
+    return (f"<b>(w, v) = ({s.w0:.3f}, {s.v0:.3f})</b> — {values}.<br>"
+            f"<a href='{link.replace('&', '&amp;')}'>▶ Open in live trajectories, starting near "
+            f"this point</a>")

@@ -14,16 +14,13 @@ student with the same link follows the same computation.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 import numpy as np
 import panel as pn
 import param
 
 from ..compute import Follower
-from ..figures import set_columns
-from ..figures.stability import (apply_map_settings, cloud_columns, cloud_figure, map_columns,
-                                 map_figure, mu_columns, mu_figure)
+from ..figures import apply_view
+from ..figures.stability import TAP_BOUNDS, figures, view
 from ..jobs import session_scheduler
 from ..state import StabilityParams
 from .base import Page, flow
@@ -107,13 +104,17 @@ class StabilityPage(Page):
     def _on_error(self, exc):
         self.add_notice(f"The computation failed: {exc}")
 
-    # -- drawing -----------------------------------------------------------------------------
+    # -- drawing: the views of app.figures.stability, the class mode's too --------------------
+    def _draw(self, what: str, ds) -> dict:
+        v = view(what, None if ds is None else [ds], {"state": self.state})
+        apply_view(self._figs, v)
+        for key, text in v.get("html", {}).items():
+            self._html[key].object = text
+        return v
+
     def _redraw_map(self):
-        """The map of ``color_by`` (the π map while only it is in), C and its legend, the
-        colours (:func:`app.figures.stability.map_columns`)."""
-        columns, settings = map_columns(self._map_ds, self.state.color_by)
-        set_columns({"map": self._map_fig}, columns)
-        apply_map_settings(self._map_fig, settings)
+        """The map of ``color_by`` (the π map while only it is in), C and its legend."""
+        self._draw("maps", self._map_ds)
 
     def _redraw_point(self):
         """μ±(x) at once (a closed form); π, its finite-η version and λ at the point as a
@@ -123,52 +124,20 @@ class StabilityPage(Page):
 
     def _draw_point(self) -> None:
         """μ±(x) at the chosen point (a closed form) and its × on the map."""
-        s = self.state
-        columns, title = mu_columns(s.w0, s.v0, s.sigma2)
-        set_columns({"mu": self._mu_fig}, columns, {"mu": title})
-        set_columns({"map": self._map_fig}, {"stab-map-marker": {"w": [s.w0], "v": [s.v0]}})
+        self._draw("mu", None)
 
     def _request_point(self):
-        self._point_md.object = self._point_text(None)
+        self._draw("point", None)
         self._point_job.follow(self.computation("point"), self._on_point, self._on_error)
 
     def _on_point(self, results):
-        self._point_ds = ds = results[0]
-        self._point_md.object = self._point_text(ds)
+        self._point_ds = results[0]
+        self._draw("point", self._point_ds)
 
     def _redraw_cloud(self):
-        """The cloud, its rings and its trapped fraction (:mod:`app.figures.stability`)."""
+        """The cloud, its rings and its trapped fraction."""
         if self._cloud_ds is not None:
-            set_columns({"cloud": self._cloud_fig},
-                        cloud_columns(self._cloud_ds, self.state.trapped_distance))
-            d = self._cloud_ds.distance.values
-            frac = float(np.mean(d < self.state.trapped_distance))
-            self._trapped.object = (
-                f'<div style="font-size:1.4em"><b id="trapped-fraction">{100 * frac:.1f} %</b> '
-                f"of {d.size:,} paths trapped within {self.state.trapped_distance:g} of M_wv "
-                f"at τ_pb = {int(self._cloud_ds.attrs['pullback_time']):,}"
-                + (" (ringed on the cloud)" if frac > 0 else "")
-                + "</div>")
-
-    def _point_text(self, ds) -> str:
-        """The point's π, finite-η π and λ from ``ds`` (:meth:`StabilityParams.point_task`),
-        or "computing…" while it is computed."""
-        s = self.state
-        link = "?" + urlencode({"page": "trajectories", "sigma2": s.sigma2, "lr": s.lr,
-                                "start": "point", "w0": round(s.w0, 4), "v0": round(s.v0, 4),
-                                "spread": 0.05, "steps_per_frame": 500})
-        if ds is None:
-            values = "π, P[|1 + ημ±| < 1] and λ: computing…"
-        else:
-            at = dict(w=0, v=0)
-            p_small, p_eta = (float(ds[k].isel(at)) for k in ("pi_small_lr", "pi_finite_lr"))
-            lam, se = float(ds.lyapunov.isel(at)), float(ds.lyapunov_se.isel(at))
-            lam_txt = (f"{lam:.2e} ± {1.96 * se:.1e} (95 % CI, per step)"
-                       if np.isfinite(lam) else "diverges (|1 + ημ| too large)")
-            values = (f"π = {p_small:.3f}; P[|1 + ημ±| < 1] = {p_eta:.3f} at η = {s.lr:g}; "
-                      f"λ = {lam_txt}")
-        return (f"**(w, v) = ({s.w0:.3f}, {s.v0:.3f})** — {values}.  \n"
-                f"[▶ Open in live trajectories, starting near this point]({link})")
+            self._draw("cloud", self._cloud_ds)
 
     def _on_tap_event(self, event) -> None:  # a click on the map (Bokeh's Tap event)
         self._on_tap(x=event.x, y=event.y)
@@ -176,23 +145,25 @@ class StabilityPage(Page):
     def _on_tap(self, x=None, y=None):
         if x is None or y is None:
             return
-        self.state.param.update(w0=float(np.clip(x, 0, 2)), v0=float(np.clip(y, 0, 2)))
+        self.state.param.update(w0=float(np.clip(x, *TAP_BOUNDS["w0"])),
+                                v0=float(np.clip(y, *TAP_BOUNDS["v0"])))
 
     def _build(self) -> None:
         s = self.state
-        self._mu_fig, self._map_fig = mu_figure(), map_figure()
+        self._figs = figures()
+        self._mu_fig, self._map_fig, self._cloud_fig = (self._figs[k] for k in ("mu", "map", "cloud"))
         self._map_fig.on_event("tap", self._on_tap_event)
         self._map_pane = pn.pane.Bokeh(self._map_fig, sizing_mode="stretch_width", min_height=330)
-        self._cloud_fig = cloud_figure()
         self._cloud_pane = pn.pane.Bokeh(self._cloud_fig, sizing_mode="stretch_width",
                                          min_height=420)
         self._mu_pane = pn.pane.Bokeh(self._mu_fig, sizing_mode="stretch_width", min_height=330)
+        self._point_md = pn.pane.HTML("")
+        self._trapped = pn.pane.HTML("", styles={"flex": "1 1 300px", "font-size": "1.4em"})
+        self._html = {"stab-point": self._point_md, "stab-trapped": self._trapped}
         self._draw_point()
         self._redraw_map()  # "not computed yet" until the first map arrives
-        self._point_md = pn.pane.Markdown(self._point_text(None))
         self._map_view = ProgressView(self._on_maps, "maps", "map-done")
         self._cloud_view = ProgressView(self._on_cloud, "pullback cloud", "cloud-done")
-        self._trapped = pn.pane.HTML("", styles={"flex": "1 1 300px"})
         self._alert = pn.pane.Alert("", alert_type="warning", visible=False)
         self._preset_select = self.preset_selector(self._on_preset)
         slider = {"type": pn.widgets.EditableFloatSlider, "throttled": True}

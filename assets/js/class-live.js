@@ -4,51 +4,25 @@
 // app/figures/live.py, the same as the Panel page's). The values live in the URL.
 (function () {
   "use strict";
+  const A = window.AtlasClass, $ = A.$;  // class-common.js
   const config = JSON.parse(document.getElementById("atlas-config").textContent);
-  const $ = (id) => document.getElementById(id);
   const link = new URLSearchParams(location.search);
   const state = { values: Object.assign({}, config.values), run: null, playing: false,
                   busy: false, dirty: false, notices: [], pi: config.pi, first: true };
-  const controls = {};
-  document.querySelectorAll("[data-param]").forEach((el) => { controls[el.dataset.param] = { box: el }; });
-  document.querySelectorAll("[data-slider]").forEach((el) => { controls[el.dataset.slider].slider = el; });
+  const controls = A.controls();
 
   // -- figures ------------------------------------------------------------------------------
-  const { ndarray } = Bokeh.require("core/util/ndarray");
-  const doc = () => (window.Bokeh && Bokeh.documents.length ? Bokeh.documents[0] : null);
-  function decode(cols) {
-    const out = {};
-    for (const [name, v] of Object.entries(cols)) {
-      if (Array.isArray(v)) { out[name] = v; continue; }
-      const bin = atob(v.f4), bytes = new Uint8Array(bin.length);
-      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-      const arr = new Float32Array(bytes.buffer);
-      // an image is a 2-D array: Bokeh's own ndarray (BokehJS 3.9 refuses an array of rows)
-      out[name] = v.shape ? [ndarray(arr.buffer, { dtype: "float32", shape: v.shape })] : arr;
-    }
-    return out;
-  }
   function setColumns(columns, titles) {
-    const d = doc();
-    if (!d) return;
-    for (const [name, cols] of Object.entries(columns)) {
-      const source = d.get_model_by_name(name);
-      if (source) source.data = decode(cols);
-    }
+    A.setColumns(columns);
+    const d = A.doc();
     for (const [key, text] of Object.entries(titles || {})) {
-      const fig = d.get_model_by_name("live-fig-" + key);
+      const fig = d && d.get_model_by_name("live-fig-" + key);
       if (fig && fig.title) fig.title.text = text;
     }
   }
 
   // -- controls and the URL -------------------------------------------------------------------
-  function show(values) {
-    for (const [name, c] of Object.entries(controls)) {
-      if (!(name in values)) continue;
-      c.box.value = String(values[name]);
-      if (c.slider) c.slider.value = String(values[name]);
-    }
-  }
+  const show = (values) => A.show(controls, values);
   function writeURL() {
     const p = new URLSearchParams();
     p.set("page", config.slug);
@@ -59,39 +33,10 @@
     $("export-nc").href = "api/live/export.nc?" + new URLSearchParams(
       { run: state.run || "", link: location.href.slice(0, 900) }).toString();
   }
-  function text(el, s) { const p = document.createElement("p"); p.textContent = s; el.appendChild(p); }
   function alertBox(extra, level) {
-    const box = $("alert");
-    box.replaceChildren();
-    const all = [...state.notices, ...extra].filter(Boolean);
-    all.forEach((s) => text(box, s));
-    box.className = "alert " + (level || (state.notices.length ? "warning" : "info"));
-    box.hidden = all.length === 0;
+    A.alertBox([...state.notices, ...extra], level || (state.notices.length ? "warning" : "info"));
   }
-  function teacher(res) {
-    const labels = [];
-    for (const name of res.lock || []) {
-      const c = controls[name];
-      if (!c) continue;
-      c.box.disabled = true;
-      if (c.slider) c.slider.disabled = true;
-      const label = document.querySelector(`label[for="ctl-${name}"]`);
-      if (label && !label.textContent.endsWith("🔒")) label.textContent += " 🔒";
-      labels.push(config.labels[name] || name);
-    }
-    if (labels.length) {
-      const note = $("lock-note");
-      note.textContent = "🔒 Fixed by your teacher's link: " + labels.join(", ") + ".";
-      note.hidden = false;
-    }
-    for (const name of res.hide || []) {
-      document.querySelectorAll(`.atlas-${name}, [data-hide="${name}"]`).forEach((el) => { el.hidden = true; });
-    }
-    document.querySelectorAll("section.group").forEach((sec) => {  // a heading over nothing goes too
-      const items = sec.querySelectorAll(".ctl");
-      if (items.length && [...items].every((el) => el.hidden)) sec.hidden = true;
-    });
-  }
+  const teacher = (res) => A.teacher(controls, res, config.labels);
 
   // -- requests -----------------------------------------------------------------------------
   function query(action) {
@@ -129,12 +74,7 @@
     if (res.pi.sigma2 !== state.pi.sigma2 || res.pi.teacher !== state.pi.teacher) loadPi(res.pi);
     writeURL();
   }
-  async function get(url) {
-    const r = await fetch(url, { cache: "no-store" });
-    let body = null;
-    try { body = await r.json(); } catch (e) { body = { error: "The server's answer was not readable." }; }
-    return [r, body];
-  }
+  const get = A.get;
   async function request(action) {
     state.busy = true;
     $("busy").hidden = false;
@@ -211,36 +151,17 @@
     state.notices = [];
     await request("reset");
   });
-  $("preset").addEventListener("change", (e) => {
-    const p = new URLSearchParams({ page: config.slug });
-    if (e.target.value) p.set("preset", e.target.value);
-    for (const k of ["lock", "hide"]) if (link.get(k)) p.set(k, link.get(k));
-    location.href = "class?" + p.toString();
-  });
   function commit(name, value) {
     state.values[name] = value;
     state.dirty = true;
     writeURL();
     if (!state.playing) settle();  // while playing, the next frame carries the change
   }
-  for (const [name, c] of Object.entries(controls)) {
-    c.box.addEventListener("change", () => {
-      if (c.slider) c.slider.value = c.box.value;
-      commit(name, c.box.value);
-    });
-    if (c.slider) {
-      c.slider.addEventListener("input", () => { c.box.value = c.slider.value; });
-      c.slider.addEventListener("change", () => commit(name, c.slider.value));
-    }
-  }
+  A.bind(controls, commit);
   // (the menu button and the phone's folded sidebar: class-menu.js)
 
   // -- share ----------------------------------------------------------------------------------
-  const png = new Function("name", config.png_js);
-  $("export-png").addEventListener("click", () => png(config.name));
-  const copyBtn = $("copy-link");
-  const copy = new Function("source", "label", config.copy_js);
-  copyBtn.addEventListener("click", () => copy({ set label(v) { copyBtn.textContent = v; } }, "Copy link"));
+  A.share(config, link);
   $("export-nc").addEventListener("click", (e) => {
     if (!state.run) { e.preventDefault(); alertBox(["Nothing to export yet."], "warning"); }
   });

@@ -1,0 +1,137 @@
+"""The map and curve pages in class mode (``/class?page=<slug>``, app/classpages.py, issue 17)
+in a real browser: each page built once and served as static HTML, its views drawn from
+``/api/view``; 0 console errors, 0 requests off the server, a click on each map updates its
+detail view, a class link's locks hold, a long computation shows progress and can be cancelled."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from .conftest import PageProbe
+
+pytestmark = pytest.mark.browser
+
+#: small links that finish in seconds (the page's every view)
+LINKS = {
+    "stability": "resolution=16&pullback_time=1000&pullback_points=2000",
+}
+
+#: where a click lands: the page fraction (fx, fy) of the named figure's frame, from its left
+#: and its bottom
+FRAME_POINT = """([name, fx, fy]) => {
+    const v = [...Bokeh.index.query((v) => v.model.name === name)][0];
+    const r = v.el.getBoundingClientRect(), b = v.frame.bbox;
+    return {x: r.left + b.left + fx * b.width, y: r.top + b.top + (1 - fy) * b.height}; }"""
+
+
+def class_url(server: str, slug: str, query: str = "") -> str:
+    return server.rsplit("/app", 1)[0] + f"/class?page={slug}" + (f"&{query}" if query else "")
+
+
+class ClassPageProbe(PageProbe):
+    def open(self, url: str, views=None):
+        """Open the page and wait until ``views`` (default: every view the page asked for on
+        opening) are drawn."""
+        self.page.goto(url)
+        self.page.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0",
+                                    timeout=60_000)
+        self.wait_views(views)
+        return self.page
+
+    def wait_views(self, views=None, state="done", timeout: float = 120.0):
+        names = views or self.page.evaluate(
+            "() => Object.keys(JSON.parse(document.getElementById('atlas-config').textContent).views)"
+            ".filter((w) => { const c = JSON.parse(document.getElementById('atlas-config').textContent);"
+            " const t = c.when[w]; return !t || String(c.values[t[0]]) === t[1]; })")
+        for what in names:
+            key = "".join(p.capitalize() if i else p for i, p in enumerate(what.replace("-", "_").split("_")))
+            self.page.wait_for_function(
+                f"() => document.body.dataset['{key}Drawn'] === '{state}'", timeout=1000 * timeout)
+
+    def click_frame(self, figure: str, fx: float, fy: float) -> None:
+        at = self.page.evaluate(FRAME_POINT, [figure, fx, fy])
+        self.page.mouse.click(at["x"], at["y"])
+
+    def html(self, element_id: str) -> str:
+        return self.page.locator(f"#{element_id}").inner_text()
+
+    def title(self, figure: str) -> str:
+        return self.page.evaluate(
+            f"() => Bokeh.documents[0].get_model_by_name('{figure}').title.text")
+
+
+@pytest.fixture
+def cpage(browser):
+    p = ClassPageProbe(browser)
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize("slug", sorted(LINKS))
+def test_each_page_renders_offline_without_console_errors(server, cpage, slug):
+    page = cpage.open(class_url(server, slug, LINKS[slug]))
+    page.wait_for_timeout(500)
+    n_plots = page.evaluate(
+        "() => [...Bokeh.index.query((v) => v.model instanceof Bokeh.Models.Plot)].length")
+    assert n_plots >= 2
+    assert cpage.n_points() > 100, "the views' columns were not drawn"
+    assert cpage.errors == []
+    assert cpage.external == [], "classrooms are offline: everything must be served locally"
+    assert f"page={slug}" in page.url  # the validated values are written into the URL
+
+
+def test_stability_a_click_on_the_map_picks_the_point(server, cpage):
+    """Click at 3/4 of the map's width and 1/10 of its height: (w, v) ≈ (1.5, 0.2) on [0, 2]²;
+    μ±(x) is redrawn for it, the point's π and λ are computed for it, and the URL keeps it."""
+    page = cpage.open(class_url(server, "stability", LINKS["stability"]))
+    assert "(w, v) = (0.500, 0.500)" in cpage.html("stab-point")
+    cpage.click_frame("stab-fig-map", 0.75, 0.1)
+    page.wait_for_function("() => document.getElementById('stab-point').textContent.includes('(1.5')",
+                           timeout=30_000)
+    cpage.wait_views(["point", "mu"])
+    text = cpage.html("stab-point")
+    w, v = (float(x) for x in text.split("(w, v) = (")[1].split(")")[0].split(","))
+    assert abs(w - 1.5) < 0.03 and abs(v - 0.2) < 0.03
+    assert "λ =" in text and "computing" not in text
+    assert cpage.title("stab-fig-mu").startswith(f"μ±(x; w = {w:.2f}, v = {v:.2f})")
+    assert f"w0={w:g}" in page.url.replace("%2C", ",") or f"w0={round(w, 4)}" in page.url
+    assert cpage.errors == []
+
+
+def test_stability_a_class_links_locks_hold(server, cpage):
+    """``lock=sigma2,w0&hide=advanced``: σ² and w cannot be changed — their boxes are disabled,
+    a click on the map moves only v —, the advanced controls are hidden, the note says so."""
+    page = cpage.open(class_url(server, "stability",
+                                LINKS["stability"] + "&sigma2=0.5&lock=sigma2,w0&hide=advanced"))
+    assert page.locator("#ctl-sigma2").is_disabled() and page.locator("#ctl-w0").is_disabled()
+    assert not page.locator("#ctl-lr").is_disabled()
+    assert "σ²" in page.locator("#lock-note").inner_text()
+    assert not page.locator(".atlas-resolution").is_visible()
+    assert not page.locator(".atlas-seed").is_visible()
+    cpage.click_frame("stab-fig-map", 0.3, 0.9)  # (the legend sits top right)
+    page.wait_for_function("() => document.getElementById('stab-point').textContent.includes('0.500, 1.')",
+                           timeout=30_000)
+    assert page.locator("#ctl-w0").input_value() == "0.5"
+    assert page.locator("#ctl-sigma2").input_value() == "0.5"
+    assert "lock=sigma2%2Cw0" in page.url or "lock=sigma2,w0" in page.url
+    assert cpage.errors == []
+
+
+def test_stability_a_long_cloud_shows_progress_and_cancels(server, cpage):
+    seed = random.randint(10**6, 10**7)  # never in any cache
+    page = cpage.open(class_url(server, "stability",
+                                f"resolution=16&pullback_time=100000&pullback_points=100000&seed={seed}"),
+                      views=["maps", "mu"])
+    box = page.locator('[data-progress="cloud"]')
+    page.wait_for_function(
+        "() => document.querySelector('[data-progress=\"cloud\"]').dataset.state === 'running'",
+        timeout=30_000)
+    assert "computing" in box.locator(".status").inner_text()
+    box.locator(".cancel").click()
+    page.wait_for_function(
+        "() => document.querySelector('[data-progress=\"cloud\"]').dataset.state === 'cancelled'",
+        timeout=10_000)
+    assert box.locator(".resume").is_visible()
+    assert cpage.errors == []
