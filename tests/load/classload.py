@@ -151,6 +151,7 @@ class _Connection(asyncio.Protocol):
         self._head.clear()
         self._status, self._body, self._count = 0, ([] if keep_body else None), 0
         self.transport.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n"
+                             "Accept-Encoding: gzip\r\n"  # as browsers do (the views are gzipped)
                              "Connection: keep-alive\r\n\r\n".encode("latin-1"))
         return await self._waiter
 
