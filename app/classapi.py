@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import OrderedDict
+from typing import NamedTuple
 from urllib.parse import urlencode
 
 from . import compute
@@ -51,10 +53,39 @@ def states_for(query: dict) -> tuple[str, dict, list[str]]:
     return slug, states, apply_link(slug, targets, query)
 
 
+class Resolved(NamedTuple):
+    """A link's validated page state: what every request with the same values shares."""
+
+    slug: str
+    states: dict
+    notices: list
+    named: dict  # the page's computations (app.state.computations)
+    memo: dict  # what else is derived from them once (the class page's values)
+
+
+_RESOLVED: OrderedDict[tuple, Resolved] = OrderedDict()
+_PER_REQUEST = ("client", "wait", "have", "what", "key")
+
+
+def resolve(query: dict) -> Resolved:
+    """:func:`states_for` and the page's computations for the query's values, kept for the
+    next request with the same values (a class sends the same ones: validating them again
+    was most of a request's time on the server's loop). The states are read, never changed."""
+    key = tuple(sorted((k, v) for k, v in query.items() if k not in _PER_REQUEST))
+    hit = _RESOLVED.get(key)
+    if hit is not None:
+        _RESOLVED.move_to_end(key)
+        return hit
+    slug, states, notices = states_for(query)
+    hit = _RESOLVED[key] = Resolved(slug, states, notices, computations(slug, states), {})
+    while len(_RESOLVED) > 1024:
+        _RESOLVED.popitem(last=False)
+    return hit
+
+
 def tasks_for(query: dict) -> tuple[list, list[str]]:
     """The tasks of the computation a request names, and the notices of its values."""
-    slug, states, notices = states_for(query)
-    named = computations(slug, states)
+    slug, _, notices, named, _ = resolve(query)
     what = query.get("what", "")
     if what not in named:
         raise BadRequest(f"what must be one of {', '.join(named)} for page {slug}, "
@@ -166,7 +197,7 @@ async def view(query: dict) -> dict:
     from .urlstate import teacher_fields
 
     _client(query)
-    slug, states, notices = states_for(query)
+    slug, states, notices, named, memo = resolve(query)
     if slug not in SPEC_BUILDERS:
         raise BadRequest(f"page must be one of {', '.join(SPEC_BUILDERS)}, not {slug[:40]!r}.")
     mod = figures_module(slug)
@@ -174,8 +205,7 @@ async def view(query: dict) -> dict:
     if what not in mod.VIEWS:
         raise BadRequest(f"what must be one of {', '.join(mod.VIEWS)} for page {slug}, "
                          f"not {what[:40]!r}.")
-    named = computations(slug, states)
-    values = values_of(slug, states)
+    values = memo.get("values") or memo.setdefault("values", values_of(slug, states))
     if what in named:
         comp = await _follow(query, named[what])
         answer = status_json(comp, notices)
