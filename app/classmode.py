@@ -427,16 +427,32 @@ def export_bytes(run: TrajectoryRun, link: str) -> bytes:
 
 
 # -- the page, built once per (page, preset) -------------------------------------------------------
-def _control(obj: param.Parameterized, name: str) -> str:
+def _control(obj: param.Parameterized, name: str, names: dict | None = None) -> str:
     """One labelled control generated from the parameter's declaration (label, bounds, soft
-    bounds, step, choices, tooltip): the class mode's counterpart of ``pn.Param``."""
+    bounds, step, choices, tooltip): the class mode's counterpart of ``pn.Param``; ``names``
+    (label -> value) for a selector whose choices need a label."""
     p = obj.param[name]
     value = getattr(obj, name)
     label = html.escape(p.label or name)
     tip = html.escape(p.doc or "", quote=True)
     attrs = f'data-param="{name}" id="ctl-{name}" title="{tip}"'
+    if isinstance(p, param.Boolean):
+        return (f'<div class="ctl atlas-{name}"><label class="check" for="ctl-{name}">'
+                f'<input type="checkbox" {attrs} data-bool{" checked" if value else ""}> '
+                f'{label}</label></div>')
+    if isinstance(p, param.ListSelector):  # one box per choice; the value is "a,b,…"
+        objects = p.names or {str(o): o for o in p.objects}
+        boxes = "".join(
+            f'<label class="check"><input type="checkbox" value="{html.escape(str(v), quote=True)}"'
+            f'{" checked" if v in value else ""}> {html.escape(str(k))}</label>'
+            for k, v in objects.items())
+        joined = html.escape(",".join(str(v) for v in value), quote=True)
+        return (f'<div class="ctl atlas-{name}"><label for="ctl-{name}">{label}</label>'
+                f'<div class="checks" data-list="{name}" role="group" aria-label="{label}" '
+                f'title="{tip}">{boxes}</div>'
+                f'<input type="hidden" data-param="{name}" id="ctl-{name}" value="{joined}"></div>')
     if isinstance(p, param.Selector):
-        objects = p.names or {str(o): o for o in p.objects}  # label -> value
+        objects = names or p.names or {str(o): o for o in p.objects}  # label -> value
         options = "".join(
             f'<option value="{html.escape(str(v), quote=True)}"{" selected" if v == value else ""}>'
             f"{html.escape(str(k))}</option>" for k, v in objects.items())

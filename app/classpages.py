@@ -44,6 +44,7 @@ class ClassSpec:
     sections: tuple
     layout: tuple
     labels: dict = field(default_factory=dict)
+    choices: dict = field(default_factory=dict)  # field -> {label: value} of its menu
 
 
 def _stability() -> ClassSpec:
@@ -60,7 +61,35 @@ def _stability() -> ClassSpec:
         labels={"maps": "maps", "cloud": "pullback cloud", "point": "the point's values"})
 
 
-SPEC_BUILDERS = {"stability": _stability}
+def _escape() -> ClassSpec:
+    from .pages.escape import FIELDS, PL_FIELDS
+
+    fig5, pl = ("view", "fig5"), ("view", "powerlaw")
+    return ClassSpec(
+        "escape", "escape",
+        sections=(("Show", "state", ("view",)),
+                  ("Optimal noise (paper 000)", "state", FIELDS),
+                  ("Power-law escape (paper 003)", "powerlaw", PL_FIELDS)),
+        layout=((*fig5, ("progress:curve",)), (*fig5, ("fig:curve",)), (*fig5, ("fig:censored",)),
+                (*pl, ("progress:powerlaw",)), (*pl, ("fig:passage", "fig:phi")),
+                (*pl, ("html:escape-pl-summary",))),
+        labels={"curve": "escape times", "powerlaw": "first-passage curves and φ"},
+        choices={"view": {"Optimal noise (paper 000, Fig. 5)": "fig5",
+                          "Power-law escape (paper 003, Fig. 3)": "powerlaw"}})
+
+
+def _overfit() -> ClassSpec:
+    from .state import OverfitParams
+
+    return ClassSpec(
+        "overfit", "overfit", sections=(("Runs", "state", OverfitParams.FIELDS),),
+        layout=(("progress:runs",), ("fig:curves",), ("html:overfit-stage-key",),
+                ("fig:w", "fig:v"), ("html:overfit-region-key",), ("fig:count",),
+                ("html:overfit-hessian-note",), ("html:overfit-summary",)),
+        labels={"runs": "training runs"})
+
+
+SPEC_BUILDERS = {"stability": _stability, "escape": _escape, "overfit": _overfit}
 
 
 def spec(slug: str) -> ClassSpec:
@@ -123,6 +152,13 @@ def _nudge(obj: param.Parameterized, name: str) -> bool:
     """Set ``name`` to another valid value (to see what it changes); False if there is none."""
     p = obj.param[name]
     value = getattr(obj, name)
+    if isinstance(p, param.ListSelector):
+        objects = list(p.objects.values()) if isinstance(p.objects, dict) else list(p.objects)
+        other = [o for o in objects if o not in value] or objects[:1]
+        if other == list(value):
+            return False
+        setattr(obj, name, other[:1] if other[:1] != list(value) else objects[-1:])
+        return True
     if isinstance(p, param.Selector):
         objects = list(p.objects.values()) if isinstance(p.objects, dict) else list(p.objects)
         other = [o for o in objects if o != value]
@@ -145,13 +181,13 @@ def _nudge(obj: param.Parameterized, name: str) -> bool:
     return False
 
 
-def _layout_html(slug: str, divs: dict, labels: dict) -> str:
+def _layout_html(slug: str, divs: dict, labels: dict, heights: dict) -> str:
     from .classmode import _markdown
 
     def item(it: str) -> str:
         kind, _, arg = it.partition(":")
         if kind == "fig":
-            return f'<div class="cell plot">{divs[arg]}</div>'
+            return f'<div class="cell plot" style="min-height:{heights[arg]}px">{divs[arg]}</div>'
         if kind == "html":
             return f'<div class="cell text view-html" id="{html.escape(arg, quote=True)}"></div>'
         if kind == "md":
@@ -213,7 +249,7 @@ def build_class_page(slug: str, preset: str = "") -> bytes:
                       for p in load_presets().get(slug, []))
     sidebar = "".join(
         f'<section class="group"><h4>{html.escape(title)}</h4>'
-        + "".join(_control(states[attr], f) for f in fs) + "</section>"
+        + "".join(_control(states[attr], f, sp.choices.get(f)) for f in fs) + "</section>"
         for title, attr, fs in sp.sections)
     owners = {f: states[attr] for _, attr, fs in sp.sections for f in fs}
     computed = [w for w in mod.VIEWS if w in sp.labels]
@@ -247,7 +283,7 @@ def build_class_page(slug: str, preset: str = "") -> bytes:
         "top": _top(), "title": html.escape(f"SGD Atlas · {PAGES[slug][0]} · class"),
         "css": (ASSETS / "class.css").read_text(encoding="utf-8"), "resources": bokeh_js(),
         "nav": _nav(slug), "presets": options, "sidebar": sidebar, "exports": exports,
-        "prompt": _markdown(prompt), "body": _layout_html(slug, divs, sp.labels),
+        "prompt": _markdown(prompt), "body": _layout_html(slug, divs, sp.labels, {k: f.height for k, f in figs.items()}),
         "bokeh_script": script, "config": json.dumps(config).replace("</", "<\\/"), "js": js,
     }
     for k, v in fill.items():

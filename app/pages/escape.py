@@ -8,36 +8,31 @@ Where trajectories hit the step cap the restricted mean is only a lower bound: i
 an upward triangle and never joined to the curve of true means. Fig. 3 (linear regression of
 paper 003 §5.3.1): mean first-passage time t_p against c = L/L* per dimension d with the theory
 slope B/(ηh*) + 1 − d/2, and the stationary exponent φ against B per η with φ = 1 + B/(ηh*).
+The plots are plain Bokeh figures defined once in :mod:`app.figures.escape` (the class mode's
+too): whatever arrives is drawn by applying that module's view of the results.
 """
 
 from __future__ import annotations
 
-import holoviews as hv
-import numpy as np
 import panel as pn
 import param
 import xarray as xr
 
-from engine import linreg
-
+from ..figures import apply_view
+from ..figures import escape as figs
 from ..state import EscapeParams, PowerLawParams
-from .base import Page
+from .base import Page, flow
 from .progress import ProgressView
 
 SLUG = "escape"
 FIELDS = ("lr", "batch_size", "n_trajectories", "max_steps", "n_sigma2", "seed")
 PL_FIELDS = PowerLawParams.FP_FIELDS + PowerLawParams.PHI_FIELDS + ("pl_seed",)
 VIEWS = ("fig5", "powerlaw")
-COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-
-
-def _pm(value: float, err: float) -> str:
-    """"12.10 ± 0.44", or "—" where there is no estimate (too few points, divergence)."""
-    return f"{value:.2f} ± {err:.2f}" if np.isfinite(value) and np.isfinite(err) else "—"
 
 
 class EscapePage(Page):
-    """τ* against σ² on log–log axes with confidence bands and the censored fraction."""
+    """τ* against σ² on log–log axes with confidence bands and the censored fraction; t_p
+    against c per d and φ against B per η (paper 003)."""
 
     slug = SLUG
     advanced = ("n_trajectories", "max_steps", "n_sigma2", "seed", "fp_n_data", "fp_runs", "fp_c_max",
@@ -57,6 +52,7 @@ class EscapePage(Page):
             self.apply_query(query)
         self._points: list[xr.Dataset] = []
         self._pl: dict = {"fp": [], "phi": []}
+        self._pl_results: list[xr.Dataset] = []
         self._job = ProgressView(self._show_points, "σ² values", "escape-done")
         self._pl_job = ProgressView(self._show_pl, "curves and points", "powerlaw-done")
         self._stale = {"fig5": True, "powerlaw": True}
@@ -109,169 +105,38 @@ class EscapePage(Page):
         self._redraw()
 
     def _redraw(self):
-        self._plot.object = self._curve()
-        self._cens.object = self._censored_plot()
+        apply_view(self._figs, figs.view("curve", self._points, self.states()))
 
     def _table(self):
-        if not self._points:
-            return None
-        ds = xr.concat(self._points, dim="sigma2").sortby("sigma2")
-        return ds
-
-    def _curve(self):
-        ds = self._table()
-        # explicit ranges: auto-ranging on log axes from the first (empty) frame goes wrong
-        opts = dict(logx=True, logy=True, responsive=True, min_height=380, xlabel="σ²",
-                    ylabel="mean escape time τ* (steps)", title="escape time from M_wv (Fig. 5)",
-                    xlim=(0.0015, 1.4), ylim=(10.0, 3.0 * self.state.max_steps), framewise=True)
-        if ds is None:
-            return hv.Curve([], "σ²", "τ*").opts(**opts)
-        s2 = ds.sigma2.values
-        m, lo, hi = ds.mean_time.values, ds.mean_ci_low.values, ds.mean_ci_high.values
-        lb = ds.mean_is_lower_bound.values.astype(bool)
-        exact = ~lb
-        layers = [
-            hv.Area((s2[exact], np.maximum(lo[exact], 1), hi[exact]), "σ²", ["low", "high"],
-                    label="95 % CI").opts(alpha=0.25, color="#1f77b4"),
-            hv.Curve((s2[exact], m[exact]), "σ²", "τ*", label="mean (nothing censored)").opts(
-                color="#1f77b4", line_width=2),
-            hv.Scatter((s2[exact], m[exact]), "σ²", "τ*").opts(color="#1f77b4", size=7),
-            hv.Scatter((s2[lb], m[lb]), "σ²", "τ*", label="lower bound (censored)").opts(
-                color="#d62728", marker="triangle", size=10),
-            hv.HLine(self.state.max_steps).opts(color="#888", line_dash="dashed"),
-        ]
-        opts["ylim"] = (max(0.3 * float(np.nanmin(np.where(exact, lo, m))), 1.0), 3.0 * self.state.max_steps)
-        if exact.any():
-            i = np.flatnonzero(exact)[np.argmin(m[exact])]
-            layers.append(hv.VLine(s2[i]).opts(color="#2ca02c", line_dash="dotted"))
-            layers.append(hv.Text(s2[i], max(m[i] / 3, 1), f" minimum at σ² = {s2[i]:.3g}",
-                                  halign="left").opts(color="#2ca02c"))
-        return hv.Overlay(layers).opts(**opts, legend_position="top_left")
-
-    def _censored_plot(self):
-        ds = self._table()
-        opts = dict(logx=True, responsive=True, min_height=200, ylim=(0, 1.05), xlabel="σ²",
-                    ylabel="censored fraction", title="fraction still inside at the step cap",
-                    xlim=(0.0015, 1.4), framewise=True)
-        if ds is None:
-            return hv.Curve([], "σ²", "censored").opts(**opts)
-        return hv.Curve((ds.sigma2.values, ds.censored_fraction.values), "σ²", "censored").opts(
-            color="#d62728", line_width=2, **opts) * hv.Scatter(
-            (ds.sigma2.values, ds.censored_fraction.values), "σ²", "censored").opts(color="#d62728")
+        return figs.curve_table(self._points)
 
     # --- paper 003, Fig. 3 --------------------------------------------------------------------
     def _pl_request(self):
         self._pl_job.run(self.computation("powerlaw"))
 
     def _show_pl(self, results):
-        self._pl = {"fp": [ds for ds in results if ds.attrs["kind"] == "first_passage"],
-                    "phi": [ds for ds in results if ds.attrs["kind"] == "stationary_exponent"]}
+        self._pl_results = list(results)
+        fp, phi = figs.split_powerlaw(results)
+        self._pl = {"fp": fp, "phi": phi}
         self._pl_redraw()
 
     def _pl_redraw(self):
-        self._tp_plot.object = self._passage_plot()
-        self._phi_plot.object = self._phi_plot_obj()
-        self._pl_table.object = self._pl_summary()
-
-    def _passage_plot(self):
-        p = self.powerlaw
-        c = p.thresholds()
-        opts = dict(logx=True, logy=True, responsive=True, min_height=380,
-                    xlabel="c = L(θ_s) / L(θ*)", ylabel="mean first-passage time t_p (steps)",
-                    title=f"first passage from θ* (Fig. 3b): η = {p.fp_lr:g}, B = {p.fp_batch_size}",
-                    xlim=(c[0] / 1.03, c[-1] * 1.03), ylim=(1.0, 3.0 * p.fp_max_steps),
-                    framewise=True, legend_position="top_left")
-        layers = [hv.Curve([], "c", "t_p")]
-        for k, ds in enumerate(self._pl["fp"]):
-            col = COLORS[k % len(COLORS)]
-            cs, m, se = ds.c.values, ds.mean_time.values, ds.mean_time_se.values
-            lb = ds.mean_is_lower_bound.values.astype(bool)
-            d = ds.attrs["dim"]
-            fit, fit_se, th = ds.attrs["fitted_slope"], ds.attrs["fitted_slope_se"], ds.attrs["theory_slope"]
-            fit_txt = f"{fit:.1f} ± {fit_se:.1f}" if np.isfinite(fit) else "—"
-            ok = ~lb
-            layers += [
-                hv.ErrorBars((cs[ok], m[ok], 1.96 * se[ok]), "c", ["t_p", "err"]).opts(color=col),
-                hv.Curve((cs[ok], m[ok]), "c", "t_p",
-                         label=f"d = {d}: slope {fit_txt} (theory {th:.2f})").opts(color=col, line_width=2),
-                hv.Scatter((cs[ok], m[ok]), "c", "t_p").opts(color=col, size=6),
-                hv.Scatter((cs[lb], m[lb]), "c", "t_p").opts(color=col, marker="triangle", size=9),
-            ]
-            # the theory slope through the points of the fit (intercept by least squares)
-            use = linreg.fit_points(cs, {v: ds[v].values for v in ("mean_time", "mean_is_lower_bound")},
-                                    ds.attrs["fit_from"])
-            if use.sum() >= 2:
-                a = np.mean(np.log(m[use]) - th * np.log(cs[use]))
-                xs = cs[use]
-                layers.append(hv.Curve((xs, np.exp(a + th * np.log(xs))), "c", "t_p").opts(
-                    color=col, line_dash="dashed", line_width=1.5))
-        layers.append(hv.HLine(p.fp_max_steps).opts(color="#888", line_dash="dotted"))
-        return hv.Overlay(layers).opts(**opts)
-
-    def _phi_plot_obj(self):
-        p = self.powerlaw
-        bs = np.array(p.phi_batches, dtype=float)
-        opts = dict(logy=True, responsive=True, min_height=380, xlabel="B (batch size)",
-                    ylabel="exponent φ of P(θ) ∝ L(θ)^−φ",
-                    title="stationary exponent (Fig. 3a, d = 1, N = 10⁵); dashed: 1 + B/(ηh*)",
-                    xlim=(0, bs.max() + 1), ylim=(1.0, 2.0 * (1 + bs.max() / min(p.phi_lrs))),
-                    framewise=True, legend_position="top_left")
-        layers = [hv.Curve([], "B", "φ")]
-        by_lr: dict[float, list] = {}
-        for ds in self._pl["phi"]:
-            by_lr.setdefault(ds.attrs["lr"], []).append(ds)
-        for k, lr in enumerate(sorted(by_lr)):
-            col = COLORS[k % len(COLORS)]
-            pts = sorted(by_lr[lr], key=lambda ds: ds.attrs["batch_size"])
-            b = np.array([ds.attrs["batch_size"] for ds in pts], dtype=float)
-            phi = np.array([float(ds.phi) for ds in pts])
-            se = np.array([float(ds.phi_se) for ds in pts])
-            h = pts[0].attrs["h_star"]
-            ok = np.isfinite(phi) & np.isfinite(se)
-            bb = np.linspace(min(bs.min(), 1), bs.max(), 50)
-            layers += [
-                hv.Curve((bb, 1 + bb / (lr * h)), "B", "φ").opts(color=col, line_dash="dashed"),
-                hv.ErrorBars((b[ok], phi[ok], 1.96 * se[ok]), "B", ["φ", "err"]).opts(color=col),
-                hv.Scatter((b[ok], phi[ok]), "B", "φ", label=f"η = {lr:g}").opts(color=col, size=8),
-            ]
-        return hv.Overlay(layers).opts(**opts)
-
-    def _pl_summary(self) -> str:
-        rows = []
-        for ds in self._pl["fp"]:
-            a = ds.attrs
-            cens = float(ds.censored_fraction.max())
-            rows.append(f"| first passage, d = {a['dim']} | h* = {a['h_star']:.3f} | "
-                        f"{_pm(a['fitted_slope'], a['fitted_slope_se'])} | {a['theory_slope']:.2f} | "
-                        f"{100 * cens:.0f} % censored at the largest c |")
-        for ds in self._pl["phi"]:
-            a = ds.attrs
-            div = int(ds.diverged.sum())
-            note = (f"{div} of {a['n_chains']} chains diverged: no stationary law"
-                    if div else "none diverged")
-            rows.append(f"| φ at η = {a['lr']:g}, B = {a['batch_size']} | h* = {a['h_star']:.3f} | "
-                        f"{_pm(float(ds.phi), float(ds.phi_se))} | {float(ds.phi_theory):.2f} | "
-                        f"{note} |")
-        if not rows:
-            return ""
-        head = ("| measurement | data | measured (slope or φ) | theory | censored / diverged |\n"
-                "|---|---|---|---|---|\n")
-        return head + "\n".join(rows) + (
-            "\n\nSlopes are fitted over the upper half of the c range (uncensored points); the "
-            "dashed lines have the theory slope. Beyond eq. 17, discrete steps lower φ at large "
-            "η (the paper notes the departure at η = 1).")
+        shown = figs.view("powerlaw", self._pl_results, self.states())
+        apply_view(self._figs, shown)
+        self._pl_table.object = shown["html"][figs.SUMMARY_ID]
 
     # --- layout -------------------------------------------------------------------------------
     def _build(self):
-        self._plot = pn.pane.HoloViews(self._curve(), sizing_mode="stretch_width", min_height=380)
-        self._cens = pn.pane.HoloViews(self._censored_plot(), sizing_mode="stretch_width", min_height=200)
+        # the figures of app.figures.escape (the class mode's too), drawn empty until results come
+        self._figs = figs.figures()
+        for what in figs.VIEWS:
+            apply_view(self._figs, figs.view(what, [], self.states()))
+        self._plot, self._cens, self._tp_plot, self._phi_plot = (
+            pn.pane.Bokeh(self._figs[k], sizing_mode="stretch_width", min_height=h)
+            for k, h in (("curve", 380), ("censored", 200), ("passage", 380), ("phi", 380)))
         self._alert = pn.pane.Alert("", alert_type="warning", visible=False)
         self._preset_select = self.preset_selector(self._on_preset)
-        self._tp_plot = pn.pane.HoloViews(self._passage_plot(), sizing_mode="stretch_width",
-                                          min_height=380)
-        self._phi_plot = pn.pane.HoloViews(self._phi_plot_obj(), sizing_mode="stretch_width",
-                                           min_height=380)
-        self._pl_table = pn.pane.Markdown("", sizing_mode="stretch_width")
+        self._pl_table = pn.pane.HTML("", sizing_mode="stretch_width")
         list_widget = {"type": pn.widgets.MultiChoice}
         self._pl_widgets = pn.Param(
             self.powerlaw, parameters=list(PL_FIELDS), show_name=False,
@@ -288,8 +153,7 @@ class EscapePage(Page):
                                   css_classes=["atlas-results", "atlas-fig5-results"],
                                   sizing_mode="stretch_width", margin=0)
         self._pl_job.dim = pn.Column(
-            pn.Row(self.deferred(self._tp_plot), self.deferred(self._phi_plot),
-                   sizing_mode="stretch_width"),
+            flow(self.plot_cell(self._tp_plot, 380), self.plot_cell(self._phi_plot, 380)),
             self._pl_table, css_classes=["atlas-results", "atlas-powerlaw-results"],
             sizing_mode="stretch_width", margin=0)
         self._tabs = pn.Tabs(

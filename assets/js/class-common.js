@@ -56,18 +56,37 @@ window.AtlasClass = (function () {
     const out = {};
     document.querySelectorAll("[data-param]").forEach((el) => { out[el.dataset.param] = { box: el }; });
     document.querySelectorAll("[data-slider]").forEach((el) => { if (out[el.dataset.slider]) out[el.dataset.slider].slider = el; });
+    // a list of choices: its check boxes, its value "a,b,…" in the hidden box
+    document.querySelectorAll("[data-list]").forEach((el) => {
+      if (out[el.dataset.list]) out[el.dataset.list].checks = [...el.querySelectorAll("input[type=checkbox]")];
+    });
     return out;
   }
   function show(ctls, values) {
     for (const [name, c] of Object.entries(ctls)) {
       if (!(name in values)) continue;
+      if ("bool" in c.box.dataset) { c.box.checked = [true, "true", "True", "1"].includes(values[name]); continue; }
       c.box.value = String(values[name]);
       if (c.slider) c.slider.value = String(values[name]);
+      if (c.checks) {
+        const chosen = String(values[name]).split(",").map(Number);
+        c.checks.forEach((cb) => { cb.checked = chosen.includes(Number(cb.value)) || chosen.includes(cb.value); });
+      }
     }
   }
   function bind(ctls, commit) {
     for (const [name, c] of Object.entries(ctls)) {
+      if (c.checks) {
+        c.checks.forEach((cb) => cb.addEventListener("change", () => {
+          const chosen = c.checks.filter((x) => x.checked).map((x) => x.value);
+          if (!chosen.length) { cb.checked = true; return; }  // at least one
+          c.box.value = chosen.join(",");
+          commit(name, c.box.value);
+        }));
+        continue;
+      }
       c.box.addEventListener("change", () => {
+        if ("bool" in c.box.dataset) { commit(name, c.box.checked ? "true" : "false"); return; }
         if (c.slider) c.slider.value = c.box.value;
         commit(name, c.box.value);
       });
@@ -85,6 +104,7 @@ window.AtlasClass = (function () {
       if (!c) continue;
       c.box.disabled = true;
       if (c.slider) c.slider.disabled = true;
+      (c.checks || []).forEach((cb) => { cb.disabled = true; });
       const label = document.querySelector(`label[for="ctl-${name}"]`);
       if (label && !label.textContent.endsWith("🔒")) label.textContent += " 🔒";
       names.push(labels[name] || name);

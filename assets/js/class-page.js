@@ -16,6 +16,8 @@
     state.views[what] = { gen: 0, have: null, key: null, sent: null, dirty: true };
   }
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  // which views show (a tab) is known from the link before the server has validated it
+  for (const [field] of Object.values(config.when)) if (link.has(field)) state.values[field] = link.get(field);
 
   // -- values, the URL, the tabs --------------------------------------------------------------
   function query(what) {
@@ -66,6 +68,7 @@
     showTabs();
     writeURL();
     alerts();
+    refresh(null);  // a view the validated values show (another tab) and not yet asked for
   }
 
   // -- progress of each computation -----------------------------------------------------------
@@ -144,7 +147,7 @@
     for (const [what, fields] of Object.entries(config.views)) {
       const v = state.views[what];
       if (changed && fields.includes(changed)) v.dirty = true;
-      if (v.dirty && visible(what)) follow(what);
+      if (v.dirty && visible(what)) follow(what);  // (follow clears dirty)
     }
   }
   async function cancel(what) {

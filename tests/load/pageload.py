@@ -134,6 +134,7 @@ async def _class(base, pid, probe, slug, students, preset, changes, pause) -> di
     drawn = [s.drawn_s for s in crowd if s.drawn_s is not None]
     lat = [x for s in crowd for x in s.latencies]
     live, failures = probe.window(t0, t2)
+    live_open, _ = probe.window(t0, t1)
     asked = students * len(changes)
     return {
         "page": slug, "preset": preset, "students": students, "drawn": len(drawn),
@@ -149,6 +150,7 @@ async def _class(base, pid, probe, slug, students, preset, changes, pause) -> di
         "interaction_max_ms": round(max(lat), 1) if lat else None,
         "liveness_p50_ms": _pct(live, 50), "liveness_p99_ms": _pct(live, 99),
         "liveness_max_ms": round(max(live), 1) if live else None, "liveness_failures": failures,
+        "liveness_opening_p99_ms": _pct(live_open, 99),
         "view_kib_per_student": round(sum(s.view_bytes for s in crowd) / students / 1024, 1),
         "client_cpu_s": round(mine2 - mine0, 2), "seconds": round(t2 - t0, 2),
         "errors": [e for s in crowd for e in s.errors][:5],
