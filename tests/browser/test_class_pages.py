@@ -16,7 +16,11 @@ pytestmark = pytest.mark.browser
 #: small links that finish in seconds (the page's every view)
 LINKS = {
     "stability": "resolution=16&pullback_time=1000&pullback_points=2000",
+    "escape": "n_trajectories=30&max_steps=3000&n_sigma2=4",
+    "overfit": "n_steps=20000&n_data=40&compare_clean=false",
 }
+POWERLAW = ("fp_runs=20&fp_dims=1,2&phi_chains=2&phi_samples=200&phi_lrs=0.1&phi_batches=1,2"
+            "&fp_max_steps=100000")
 
 #: where a click lands: the page fraction (fx, fy) of the named figure's frame, from its left
 #: and its bottom
@@ -76,7 +80,7 @@ def test_each_page_renders_offline_without_console_errors(server, cpage, slug):
     n_plots = page.evaluate(
         "() => [...Bokeh.index.query((v) => v.model instanceof Bokeh.Models.Plot)].length")
     assert n_plots >= 2
-    assert cpage.n_points() > 100, "the views' columns were not drawn"
+    assert cpage.n_points() > 20, "the views' columns were not drawn"
     assert cpage.errors == []
     assert cpage.external == [], "classrooms are offline: everything must be served locally"
     assert f"page={slug}" in page.url  # the validated values are written into the URL
@@ -134,4 +138,46 @@ def test_stability_a_long_cloud_shows_progress_and_cancels(server, cpage):
         "() => document.querySelector('[data-progress=\"cloud\"]').dataset.state === 'cancelled'",
         timeout=10_000)
     assert box.locator(".resume").is_visible()
+    assert cpage.errors == []
+
+
+def _source(page, name: str, column: str) -> list:
+    return page.evaluate(f"() => Array.from(Bokeh.documents[0].get_model_by_name('{name}')"
+                         f".data['{column}'] || [])")
+
+
+def test_escape_the_tab_and_the_lists_of_choices(server, cpage):
+    """The power-law tab from the menu: its curves are asked for only then, one per checked
+    d; unchecking d = 2 leaves one curve (paper 003 Fig. 3b), and the URL follows."""
+    page = cpage.open(class_url(server, "escape", LINKS["escape"] + "&" + POWERLAW))
+    assert page.locator('[data-progress="powerlaw"]').is_hidden()
+    assert page.locator('[data-progress="powerlaw"]').get_attribute("data-state") is None
+    page.locator("#ctl-view").select_option("powerlaw")
+    cpage.wait_views(["powerlaw"])
+    assert page.locator('[data-progress="curve"]').is_hidden()
+    assert len(_source(page, "escape-passage-d1-points", "c")) > 0
+    assert len(_source(page, "escape-passage-d2-points", "c")) > 0
+    assert "slope" in cpage.html("escape-pl-summary")
+    page.locator('[data-list="fp_dims"] input[value="2"]').uncheck()
+    page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('escape-passage-d2-points')"
+                           ".data.c.length === 0", timeout=60_000)
+    assert len(_source(page, "escape-passage-d1-points", "c")) > 0
+    assert "fp_dims=1&" in page.url and "view=powerlaw" in page.url
+    assert cpage.errors == []
+
+
+def test_overfit_a_change_of_tau_redraws_the_curves(server, cpage):
+    """τ = 0.2 → 0: the learning curves are those of the other run (the noisy labels learnt or
+    not): R at the end differs, and the legend says τ = 0."""
+    page = cpage.open(class_url(server, "overfit", LINKS["overfit"]))
+    before = _source(page, "overfit-curves-R0", "error")
+    assert len(before) > 10
+    page.locator("#ctl-label_noise").fill("0")
+    page.locator("#ctl-label_noise").dispatch_event("change")
+    page.wait_for_function("() => (Bokeh.documents[0].get_model_by_name('overfit-curves-R0')"
+                           ".data.label || [])[0] === 'R, τ = 0'", timeout=60_000)
+    cpage.wait_views(["runs"])
+    after = _source(page, "overfit-curves-R0", "error")
+    assert after[-1] != before[-1]
+    assert "label_noise=0" in page.url
     assert cpage.errors == []
