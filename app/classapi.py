@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 
 from . import compute
 from .cache import get_cache
-from .classmode import BadRequest, Gone, _Handler
+from .classmode import BadRequest, Gone, _Handler, in_worker
 from .presets import apply_link
 from .state import PAGE_STATES, assemble, computations
 
@@ -220,11 +220,11 @@ async def view(query: dict) -> dict:
     key = hashlib.sha256(json.dumps([slug, what, stamp, canonical(drawn)], sort_keys=True,
                                     default=str).encode()).hexdigest()[:32]
     if query.get("have") != key:
-        def draw():
-            body = view_json(mod.view(what, results, states))
+        async def draw():  # in a worker process (a cloud's raster would hold the GIL)
+            body = await in_worker(draw_view, slug, what, results, states)
             return body, len(body)
 
-        await view_store().get_or_compute(key, draw)  # in the class mode's threads
+        await view_store().get_or_compute_async(key, draw)
     answer.update(view=key, values=values)
     if "lock" in query or "hide" in query:
         fields = fields_of(slug)
@@ -232,6 +232,13 @@ async def view(query: dict) -> dict:
         lock, hide, more = teacher_fields(query, fields, advanced, EXTRAS)
         answer.update(lock=lock, hide=hide, notices=notices + more)
     return answer
+
+
+def draw_view(slug: str, what: str, results: list, states: dict) -> bytes:
+    """The view ``what`` of page ``slug`` drawn by its figures module, as gzipped JSON."""
+    from .classpages import figures_module
+
+    return view_json(figures_module(slug).view(what, results, states))
 
 
 def view_json(v: dict) -> bytes:

@@ -611,9 +611,15 @@ async def class_page(slug: str, preset: str) -> bytes:
     if slug in STATIC:
         return await stores()[1].get_or_compute(slug, lambda: sized(build_static_page(slug)))
     preset = preset if find_preset(slug, preset) else ""  # unknown: the defaults, and the API's notice
-    build = build_live_page if slug == SLUG else (lambda p: build_class_page(slug, p))
-    assert slug == SLUG or slug in SPEC_BUILDERS, slug
-    return await stores()[1].get_or_compute(f"{slug}|{preset}", lambda: sized(build(preset)))
+    if slug == SLUG:
+        return await stores()[1].get_or_compute(f"{slug}|{preset}", lambda: sized(build_live_page(preset)))
+    assert slug in SPEC_BUILDERS, slug
+
+    async def build():  # in a worker process: ~1 s of Bokeh serialisation would hold the GIL
+        body = await in_worker(build_class_page, slug, preset)
+        return body, len(body)
+
+    return await stores()[1].get_or_compute_async(f"{slug}|{preset}", build)
 
 
 # -- tornado handlers --------------------------------------------------------------------------

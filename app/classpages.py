@@ -45,6 +45,8 @@ class ClassSpec:
     layout: tuple
     labels: dict = field(default_factory=dict)
     choices: dict = field(default_factory=dict)  # field -> {label: value} of its menu
+    hidden: tuple = ()  # (state attribute, field): values a link and a box zoom set, no control
+    notes: dict = field(default_factory=dict)  # "note:<key>" items: trusted HTML of the page
 
 
 def _stability() -> ClassSpec:
@@ -89,7 +91,32 @@ def _overfit() -> ClassSpec:
         labels={"runs": "training runs"})
 
 
-SPEC_BUILDERS = {"stability": _stability, "escape": _escape, "overfit": _overfit}
+def _phases() -> ClassSpec:
+    import html as _html
+
+    from .pages.phases import FIELDS, MEANING, PHASE_COLORS, RANGES
+
+    legend = "".join(f"<li><span style='color:{c}'>■</span> <b>{p}</b>: {_html.escape(MEANING[p])}</li>"
+                     for p, c in PHASE_COLORS.items())
+    return ClassSpec(
+        "phases", "phases",
+        sections=(("Maps", "state", ("batch_size", "n_data", "seed", "resolution")),
+                  ("λ–S map", "state", ("mu_for_s",)),
+                  ("Simulated cell", "state", ("lr", "mu"))),
+        hidden=tuple(("state", f) for f in RANGES),
+        layout=(("progress:map", "progress:cell"), ("fig:map", "fig:sim"),
+                ("note:legend", "html:phases-verdict"), ("progress:s_map", "progress:fig2"),
+                ("fig:s", "fig:fig2")),
+        labels={"map": "λ–μ map", "cell": "the clicked cell's runs", "s_map": "λ–S map",
+                "fig2": "Fig. 2 right"},
+        notes={"legend": f"<b>Phases</b> (Prop. 1 of paper 002)<ul class='legend'>{legend}</ul>"
+                         "Black line: Λ− = 0; white dashed: Λ+ = 0; purple dotted: L2 boundary. "
+                         "Click a cell to simulate SGD there; box-zoom to recompute the region; "
+                         "the reset tool goes back."})
+
+
+SPEC_BUILDERS = {"stability": _stability, "phases": _phases, "escape": _escape,
+                 "overfit": _overfit}
 
 
 def spec(slug: str) -> ClassSpec:
@@ -109,7 +136,14 @@ def page_class(slug: str):
 
 
 def fields_of(slug: str) -> list[str]:
-    return [f for _, _, fields in spec(slug).sections for f in fields]
+    """Every field a class page sends: its controls' and its hidden ones."""
+    sp = spec(slug)
+    return [f for _, _, fields in sp.sections for f in fields] + [f for _, f in sp.hidden]
+
+
+def _owners(slug: str) -> list[tuple[str, str]]:
+    sp = spec(slug)
+    return [(attr, f) for _, attr, fields in sp.sections for f in fields] + list(sp.hidden)
 
 
 def json_value(value):
@@ -120,8 +154,7 @@ def json_value(value):
 
 
 def values_of(slug: str, states: dict) -> dict:
-    return {f: json_value(getattr(states[attr], f))
-            for _, attr, fields in spec(slug).sections for f in fields}
+    return {f: json_value(getattr(states[attr], f)) for attr, f in _owners(slug)}
 
 
 def view_fields(slug: str) -> dict[str, list[str]]:
@@ -135,16 +168,14 @@ def view_fields(slug: str) -> dict[str, list[str]]:
     fresh = {attr: cls() for attr, cls in PAGE_STATES[slug].items()}
     base = {k: tasks_key(v) for k, v in computations(slug, fresh).items()}
     out = {what: list(extra) for what, extra in mod.VIEWS.items()}
-    for _, attr, fields in spec(slug).sections:
-        for name in fields:
-            states = {a: cls() for a, cls in PAGE_STATES[slug].items()}
-            obj = states[attr]
-            if not _nudge(obj, name):
-                continue
-            now = {k: tasks_key(v) for k, v in computations(slug, states).items()}
-            for what in out:
-                if what in base and now[what] != base[what] and name not in out[what]:
-                    out[what].append(name)
+    for attr, name in _owners(slug):
+        states = {a: cls() for a, cls in PAGE_STATES[slug].items()}
+        if not _nudge(states[attr], name):
+            continue
+        now = {k: tasks_key(v) for k, v in computations(slug, states).items()}
+        for what in out:
+            if what in base and now[what] != base[what] and name not in out[what]:
+                out[what].append(name)
     return out
 
 
@@ -192,6 +223,8 @@ def _layout_html(slug: str, divs: dict, labels: dict, heights: dict) -> str:
             return f'<div class="cell text view-html" id="{html.escape(arg, quote=True)}"></div>'
         if kind == "md":
             return f'<div class="cell text muted">{_markdown(arg)}</div>'
+        if kind == "note":
+            return f'<div class="cell text">{spec(slug).notes[arg]}</div>'
         if kind == "progress":
             what = html.escape(arg, quote=True)
             label = html.escape(labels.get(arg, arg))
@@ -251,7 +284,7 @@ def build_class_page(slug: str, preset: str = "") -> bytes:
         f'<section class="group"><h4>{html.escape(title)}</h4>'
         + "".join(_control(states[attr], f, sp.choices.get(f)) for f in fs) + "</section>"
         for title, attr, fs in sp.sections)
-    owners = {f: states[attr] for _, attr, fs in sp.sections for f in fs}
+    owners = {f: states[attr] for attr, f in _owners(slug)}
     computed = [w for w in mod.VIEWS if w in sp.labels]
     exports = "".join(
         f'<a class="btn export-nc" data-what="{html.escape(w, quote=True)}" href="#" download>'
@@ -274,6 +307,7 @@ def build_class_page(slug: str, preset: str = "") -> bytes:
         "tap_transforms": getattr(mod, "TAP_TRANSFORMS", {}),
         "zooms": {k: list(v) for k, v in getattr(mod, "ZOOMS", {}).items()},
         "zoom_transforms": getattr(mod, "ZOOM_TRANSFORMS", {}),
+        "zoom_bounds": {k: list(v) for k, v in getattr(mod, "ZOOM_BOUNDS", {}).items()},
         "name": f"sgd-atlas-{slug}",
         "png_js": browser_code("png-export"), "copy_js": browser_code("copy-link")}
     js = "\n".join((ASSETS / "js" / f"{n}.js").read_text(encoding="utf-8")

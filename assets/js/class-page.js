@@ -96,6 +96,7 @@
   }
 
   // -- views ------------------------------------------------------------------------------------
+  const camel = (s) => s.replace(/[-_](\w)/g, (_, c) => c.toUpperCase());
   async function loadView(key) {
     try {
       const r = await fetch("api/view/data?key=" + encodeURIComponent(key));
@@ -107,6 +108,7 @@
   async function follow(what) {
     const v = state.views[what], gen = ++v.gen;
     v.dirty = false;
+    document.body.dataset[camel(what) + "Drawn"] = "pending";  // (tests wait for "done")
     let wait = 0;
     for (let round = 0; ; round++) {
       const p = query(what);
@@ -142,7 +144,6 @@
       await sleep(50);
     }
   }
-  const camel = (s) => s.replace(/[-_](\w)/g, (_, c) => c.toUpperCase());
   function refresh(changed) {
     for (const [what, fields] of Object.entries(config.views)) {
       const v = state.views[what];
@@ -170,7 +171,7 @@
     refresh(name);
   }
   A.bind(ctls, commit);
-  const round4 = (x) => Math.round(x * 1e4) / 1e4;
+  const round4 = (x) => Number(x.toPrecision(4));  // 4 significant digits, as the pages keep
   function transform(kind, x) {
     return kind === "pow10" ? Math.pow(10, x) : kind === "log10" ? Math.log10(x) : x;
   }
@@ -192,9 +193,19 @@
     const fields = config.zooms[name];
     if (!fields) return;
     const tr = config.zoom_transforms[name] || {};
-    const range = (a, b, t) => [transform(t, a), transform(t, b)].map((z) => round4(z)).join(",");
-    if (fields[0] && !(ctls[fields[0]] && ctls[fields[0]].box.disabled)) state.values[fields[0]] = range(x0, x1, tr.x);
-    if (fields[1] && !(ctls[fields[1]] && ctls[fields[1]].box.disabled)) state.values[fields[1]] = range(y0, y1, tr.y);
+    const clip = (f, z) => { const b = config.zoom_bounds[f]; return b ? Math.min(Math.max(z, b[0]), b[1]) : z; };
+    const range = (f, a, b, t) => [clip(f, transform(t, a)), clip(f, transform(t, b))].map(round4);
+    let moved = false;
+    [[fields[0], x0, x1, tr.x], [fields[1], y0, y1, tr.y]].forEach(([f, a, b, t]) => {
+      if (!f || (ctls[f] && ctls[f].box.disabled)) return;  // a teacher's lock holds
+      const [lo, hi] = range(f, a, b, t);
+      const [clo, chi] = String(state.values[f]).split(",").map(Number);
+      // a redraw of the same region (or a box too thin to mean anything) asks nothing
+      if (!(hi > lo) || Math.abs(lo - clo) + Math.abs(hi - chi) <= 0.01 * Math.abs(chi - clo)) return;
+      state.values[f] = `${lo},${hi}`;
+      moved = true;
+    });
+    if (!moved) return;
     writeURL();
     for (const f of fields) refresh(f);
   };

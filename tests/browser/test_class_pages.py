@@ -5,6 +5,7 @@ detail view, a class link's locks hold, a long computation shows progress and ca
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -16,6 +17,7 @@ pytestmark = pytest.mark.browser
 #: small links that finish in seconds (the page's every view)
 LINKS = {
     "stability": "resolution=16&pullback_time=1000&pullback_points=2000",
+    "phases": "resolution=16",
     "escape": "n_trajectories=30&max_steps=3000&n_sigma2=4",
     "overfit": "n_steps=20000&n_data=40&compare_clean=false",
 }
@@ -180,4 +182,72 @@ def test_overfit_a_change_of_tau_redraws_the_curves(server, cpage):
     after = _source(page, "overfit-curves-R0", "error")
     assert after[-1] != before[-1]
     assert "label_noise=0" in page.url
+    assert cpage.errors == []
+
+
+#: the phase code (0 … 4: Ia, Ib, II, III, IV) of the λ–μ map's cell at (log10 η, μ)
+PHASE_AT = """([x, y]) => { const d = Bokeh.documents[0].get_model_by_name('phases-map-image').data;
+    const img = d.image[0], [ny, nx] = img.shape;
+    const i = Math.floor((x - d.x[0]) / d.dw[0] * nx), j = Math.floor((y - d.y[0]) / d.dh[0] * ny);
+    return img[j * nx + i]; }"""
+
+
+def test_phases_a_click_on_the_map_simulates_that_cell(server, cpage):
+    """A click at (log10 η, μ) ≈ (−1.7, 0.9): the × moves there, the saddle is simulated there,
+    and the verdict's theoretical phase is the map's colour at that cell (Prop. 1 of paper 002)."""
+    page = cpage.open(class_url(server, "phases", LINKS["phases"]))
+    cpage.click_frame("phases-fig-map", 0.1, 0.9)  # the window is log10 η ∈ [−2, 1], μ ∈ [0, 1]
+    page.wait_for_function("() => !/[?&]lr=0.5(&|$)/.test(location.search)", timeout=10_000)
+    cpage.wait_views(["cell", "marker"])
+    lr, mu = (float(page.evaluate(f"() => new URLSearchParams(location.search).get('{k}')"))
+              for k in ("lr", "mu"))
+    assert abs(math.log10(lr) + 1.7) < 0.05 and abs(mu - 0.9) < 0.03
+    marker = {k: _source(page, "phases-map-marker", k) for k in ("x", "y")}
+    assert abs(marker["x"][0] - math.log10(lr)) < 1e-3 and abs(marker["y"][0] - mu) < 1e-3
+    assert cpage.title("phases-fig-sim").startswith(f"saddle SGD at η = {lr:.3g}, μ = {mu:.3f}")
+    code = page.evaluate(PHASE_AT, [math.log10(lr), mu])
+    phase = ["Ia", "Ib", "II", "III", "IV"][int(code)]
+    assert f"Theory: phase {phase} " in cpage.html("phases-verdict")
+    assert cpage.errors == []
+
+
+def test_phases_a_box_zoom_recomputes_the_region(server, cpage):
+    """Drag the box-zoom tool over the middle of the map: the map is computed again for that
+    region (its image spans the box), and the URL keeps the region."""
+    page = cpage.open(class_url(server, "phases", LINKS["phases"]))
+    box = page.locator(".bk-tool-icon-box-zoom").first
+    if box.count() == 0:  # (the toolbar lives in the plot's shadow DOM)
+        box = page.get_by_title("Box Zoom").first
+    box.click()
+    a = page.evaluate(FRAME_POINT, ["phases-fig-map", 0.3, 0.3])
+    b = page.evaluate(FRAME_POINT, ["phases-fig-map", 0.6, 0.7])
+    page.mouse.move(a["x"], a["y"])
+    page.mouse.down()
+    page.mouse.move((a["x"] + b["x"]) / 2, (a["y"] + b["y"]) / 2, steps=5)
+    page.mouse.move(b["x"], b["y"], steps=5)
+    page.mouse.up()
+    page.wait_for_function("() => new URLSearchParams(location.search).has('log_lr_range')",
+                           timeout=10_000)
+    cpage.wait_views(["map"])
+    lo, hi = (float(v) for v in page.evaluate(
+        "() => new URLSearchParams(location.search).get('log_lr_range')").split(","))
+    assert abs(lo - (-2 + 0.3 * 3)) < 0.1 and abs(hi - (-2 + 0.6 * 3)) < 0.1
+    image = {k: _source(page, "phases-map-image", k)[0] for k in ("x", "dw")}
+    assert abs(image["x"] - lo) < 0.05 and abs(image["x"] + image["dw"] - hi) < 0.05
+    assert cpage.errors == []
+
+
+@pytest.mark.parametrize("slug", sorted(LINKS))
+def test_each_pages_locks_and_hidden_controls_hold(server, cpage, slug):
+    """``lock=<the first control>&hide=advanced`` on every page: the locked control is disabled
+    with its value kept and the note names it; every advanced control is hidden."""
+    from app.classpages import fields_of, page_class, spec
+
+    first = spec(slug).sections[0][2][0]
+    advanced = [f for f in page_class(slug).advanced if f in fields_of(slug)]
+    page = cpage.open(class_url(server, slug, LINKS[slug] + f"&lock={first}&hide=advanced"))
+    assert page.locator(f"#ctl-{first}").is_disabled()
+    assert page.locator("#lock-note").is_visible()
+    assert advanced and all(not page.locator(f".atlas-{f}").is_visible() for f in advanced)
+    assert f"lock={first}" in page.url and "hide=advanced" in page.url
     assert cpage.errors == []

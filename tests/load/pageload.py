@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlencode, urljoin
 
-from tests.load.classload import CONFIG, SCRIPT_SRC, Browser
+from tests.load.classload import CONFIG, SCRIPT_SRC, Browser, _wait_idle
 from tests.load.loadtest import ROOT, LivenessProbe, Server, _pct, cpu_seconds
 
 #: page -> (preset, five interactions: the values each one changes)
@@ -37,6 +37,11 @@ INTERACTIONS = {
     "stability": ("fig3-left-s1", [{"w0": "1.5", "v0": "0.2"}, {"sigma2": "0.5"},
                                    {"w0": "0.3", "v0": "1.2"}, {"color_by": "pi_finite_lr"},
                                    {"trapped_distance": "0.2"}]),
+    "escape": ("quick", [{"n_sigma2": "6"}, {"seed": "1"}, {"lr": "0.05"}, {"n_sigma2": "8"},
+                         {"seed": "0"}]),
+    "overfit": ("fig3", [{"label_noise": "0.1"}, {"label_noise": "0.3"},
+                         {"compare_clean": "false"}, {"label_noise": "0.2"},
+                         {"compare_clean": "true"}]),
 }
 TARGETS = {
     "drawn p90 ≤ 5 s": ("drawn_p90_s", 5.0, "max"),
@@ -192,7 +197,7 @@ def run(slug: str, students: int = 60, pause: float = 1.0, log_path: Path | None
     probe.start()
     try:
         teacher_s = asyncio.run(_teacher(server.base, slug, preset, changes))
-        time.sleep(2)
+        _wait_idle(server.proc.pid)  # the server's own warm-up (every class page) has finished
         report = asyncio.run(_class(server.base, server.proc.pid, probe, slug, students, preset,
                                     changes, pause))
         report["teacher_open_uncached_s"] = round(teacher_s, 2)
