@@ -207,7 +207,10 @@ async def view(query: dict) -> dict:
                          f"not {what[:40]!r}.")
     values = memo.get("values") or memo.setdefault("values", values_of(slug, states))
     if what in named:
-        comp = await _follow(query, named[what])
+        done = memo.get(("done", what))  # finished for these values: nothing to follow or look up
+        comp = done if done is not None else await _follow(query, named[what])
+        if comp.state == compute.DONE:
+            memo[("done", what)] = comp
         answer = status_json(comp, notices)
         p = comp.status()
         results = list(p.results) + ([p.partial] if p.partial is not None else [])
@@ -297,6 +300,9 @@ class ViewHandler(_Handler):
 class ViewDataHandler(_Handler):
     """A drawn view by key: gzipped once, kept, and cacheable by the browser (a key names one
     content)."""
+
+    def compute_etag(self):  # the key names the content: no hash of the body per request
+        return self.get_query_argument("key", "")[:32] or None
 
     async def get(self) -> None:
         try:
