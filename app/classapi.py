@@ -171,6 +171,13 @@ async def result_nc(query: dict) -> bytes:
 _VIEWS = None
 
 
+def reset() -> None:
+    """Forget the drawn views and the resolved links (tests)."""
+    global _VIEWS
+    _VIEWS = None
+    _RESOLVED.clear()
+
+
 def view_store():
     """Drawn views of this process by key (gzipped JSON), least recently used dropped past
     ``SGD_ATLAS_VIEW_BYTES`` (default 64 MiB)."""

@@ -225,11 +225,14 @@ def stores() -> tuple[SharedResults, SharedResults, SharedResults]:
 
 
 def reset_stores() -> None:
-    """Forget every stored run, page and π map, and stop the frame worker (tests)."""
+    """Forget every stored run, page, π map and view, and stop the frame worker (tests)."""
     global _RUNS, _PAGES, _PI, _SNAPSHOTS, _FRAMES
     if _FRAMES is not None:
         _FRAMES.shutdown(wait=False, cancel_futures=True)
     _RUNS = _PAGES = _PI = _SNAPSHOTS = _FRAMES = None
+    from . import classapi
+
+    classapi.reset()
 
 
 # -- validated inputs ---------------------------------------------------------------------------
@@ -488,6 +491,44 @@ def _top() -> str:
     return text.split("\n", 1)[1]  # without its comment line
 
 
+def render_page(template: str, slug: str, scripts: tuple[str, ...], config: dict, preset: str,
+                **fill: str) -> bytes:
+    """A class page with figures: ``assets/<template>`` with the top, the sidebar's head (the
+    teacher's lock note, the menu of the page's presets, ``preset`` chosen), the bottom and ``fill``;
+    ``config`` (with the share buttons' code added) and ``scripts`` (``assets/js/<name>.js``,
+    after class-menu and class-common) end the page."""
+    from .pages import PAGES
+    from .pages.share import browser_code
+
+    config = {**config, "name": f"sgd-atlas-{slug}", "png_js": browser_code("png-export"),
+              "copy_js": browser_code("copy-link")}
+    js = "\n".join((ASSETS / "js" / f"{n}.js").read_text(encoding="utf-8")
+                   for n in ("class-menu", "class-common", *scripts))
+    presets = "".join(f'<option value="{html.escape(p["id"], quote=True)}"'
+                      f'{" selected" if p["id"] == preset else ""}>{html.escape(p["title"])}'
+                      "</option>" for p in load_presets().get(slug, []))
+    head = ('<div id="lock-note" class="lock-note" hidden></div>\n'
+            '  <div class="ctl" data-hide="presets"><label for="preset">Preset</label>\n'
+            '    <select id="preset"><option value="">— choose a preset —</option>'
+            f"{presets}</select></div>")
+    fill = {"top": _top(), "bottom": _bottom(), "sidebar_head": head,
+            "title": html.escape(f"SGD Atlas · {PAGES[slug][0]} · class"),
+            "css": (ASSETS / "class.css").read_text(encoding="utf-8"), "resources": bokeh_js(),
+            "nav": _nav(slug), "config": json.dumps(config).replace("</", "<\\/"), "js": js,
+            **fill}
+    page = (ASSETS / template).read_text(encoding="utf-8")
+    for k, v in fill.items():
+        page = page.replace("{{" + k + "}}", v)
+    return page.encode()
+
+
+def _bottom() -> str:
+    """The end of every class page with figures (``assets/class-bottom.html``: the page's
+    configuration, the figures' script, its code), its {{…}} fields filled by the caller."""
+    text = (ASSETS / "class-bottom.html").read_text(encoding="utf-8")
+    return text.split("\n", 1)[1]
+
+
 def _markdown(text: str) -> str:
     """The presets' one-line Markdown (``**bold**``, ``*italic*``) as HTML, escaped first."""
     import re
@@ -521,8 +562,6 @@ def build_live_page(preset: str = "") -> bytes:
         pi_columns,
         set_columns,
     )
-    from .pages import PAGES
-    from .pages.share import browser_code
     from .pages.trajectories import TrajectoriesPage
 
     query = {"preset": preset} if preset else {}
@@ -532,12 +571,8 @@ def build_live_page(preset: str = "") -> bytes:
     pi_cols, pi_title = pi_columns(inset_pi(run.model.sigma2, run.model.teacher), run.model.teacher)
     set_columns(figures, live_columns(ds) | pi_cols, {"where": pi_title})
     script, divs = components(figures)
-    presets = load_presets().get(SLUG, [])
     found = find_preset(SLUG, preset)
     prompt = TrajectoriesPage.default_prompt if found is None else preset_prompt(found)
-    options = "".join(f'<option value="{html.escape(p["id"], quote=True)}"'
-                      f'{" selected" if p["id"] == preset else ""}>{html.escape(p["title"])}</option>'
-                      for p in presets)
     m = run.model
     sections = [("Model", m, MODEL_FIELDS), ("Start", m, START_FIELDS), ("Animation", run, RUN_FIELDS)]
     sidebar = "".join(
@@ -547,25 +582,12 @@ def build_live_page(preset: str = "") -> bytes:
               "extras": list(EXTRAS), "values": values_of(run),
               "labels": {f: (m.param[f].label if f in m.param else run.param[f].label) or f
                          for f in FIELDS},
-              "pi": {"sigma2": m.sigma2, "teacher": m.teacher}, "name": f"sgd-atlas-{SLUG}",
-              "png_js": browser_code("png-export"), "copy_js": browser_code("copy-link")}
-    js = "\n".join((ASSETS / "js" / f"{n}.js").read_text(encoding="utf-8")
-                   for n in ("class-menu", "class-common", "class-live"))
-    page = (ASSETS / "class.html").read_text(encoding="utf-8")
-    fill = {
-        "top": _top(),
-        "title": html.escape(f"SGD Atlas · {PAGES[SLUG][0]} · class"),
-        "css": (ASSETS / "class.css").read_text(encoding="utf-8"),
-        "resources": bokeh_js(), "nav": _nav(SLUG), "presets": options, "sidebar": sidebar,
-        "prompt": _markdown(prompt), "where_text": _markdown(WHERE_TEXT),
-        "plot_w": divs["w"], "plot_v": divs["v"], "plot_loss": divs["loss"], "plot_deg": divs["deg"],
-        "plot_where": divs["where"], "bokeh_script": script,
-        "config": json.dumps(config).replace("</", "<\\/"), "js": js,
-        "steps": f"{run.step:,}", "running": f"{run.n_running} running",
-    }
-    for k, v in fill.items():
-        page = page.replace("{{" + k + "}}", v)
-    return page.encode()
+              "pi": {"sigma2": m.sigma2, "teacher": m.teacher}}
+    return render_page(
+        "class.html", SLUG, ("class-live",), config, preset, sidebar=sidebar,
+        prompt=_markdown(prompt), where_text=_markdown(WHERE_TEXT), plot_w=divs["w"],
+        plot_v=divs["v"], plot_loss=divs["loss"], plot_deg=divs["deg"], plot_where=divs["where"],
+        bokeh_script=script, steps=f"{run.step:,}", running=f"{run.n_running} running")
 
 
 #: pages whose class mode is a static page: their text, built once (no computation, no state)
@@ -743,16 +765,19 @@ def routes() -> list[tuple[str, type]]:
 
 
 async def warm_up() -> float:
-    """Build the live page of every preset (and its π maps) before the first student comes,
-    on the server's loop once it has started (the building runs in the pool); returns the
-    seconds it took."""
+    """Build the live page of every preset (and its π maps) and the static pages before the
+    first student comes, on the server's loop once it has started (the building runs in the
+    pool); returns the seconds it took."""
     t0 = time.perf_counter()
     try:
         await asyncio.gather(*(in_worker(_ping) for _ in range(4)))  # the workers start now
-        for slug in class_slugs():
-            presets = [] if slug in STATIC else [p["id"] for p in load_presets().get(slug, [])]
-            for preset in ["", *presets]:
-                await class_page(slug, preset)
+        # the live page of every preset and the static pages; the map and curve pages are
+        # built when first asked for (~1 s each in a worker process, which also computes the
+        # live page's frames: twenty of them at start-up delayed the first frames ~20 s)
+        for preset in ["", *(p["id"] for p in load_presets().get(SLUG, []))]:
+            await class_page(SLUG, preset)
+        for slug in STATIC:
+            await class_page(slug, "")
     except Exception:
         log.exception("class-mode warm-up failed (pages are built on first request instead)")
     return time.perf_counter() - t0

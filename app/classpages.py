@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import html
 import importlib
-import json
 from dataclasses import dataclass, field
 
 import param
 
-from .presets import find_preset, load_presets, preset_prompt
+from .presets import find_preset, preset_prompt
 from .state import PAGE_STATES
 
 EXTRAS = ("nav", "presets", "share")
@@ -94,7 +93,7 @@ def _overfit() -> ClassSpec:
 def _phases() -> ClassSpec:
     import html as _html
 
-    from .pages.phases import FIELDS, MEANING, PHASE_COLORS, RANGES
+    from .pages.phases import MEANING, PHASE_COLORS, RANGES
 
     legend = "".join(f"<li><span style='color:{c}'>■</span> <b>{p}</b>: {_html.escape(MEANING[p])}</li>"
                      for p, c in PHASE_COLORS.items())
@@ -183,6 +182,9 @@ def _nudge(obj: param.Parameterized, name: str) -> bool:
     """Set ``name`` to another valid value (to see what it changes); False if there is none."""
     p = obj.param[name]
     value = getattr(obj, name)
+    if isinstance(p, param.Boolean):
+        setattr(obj, name, not value)
+        return True
     if isinstance(p, param.ListSelector):
         objects = list(p.objects.values()) if isinstance(p.objects, dict) else list(p.objects)
         other = [o for o in objects if o not in value] or objects[:1]
@@ -260,9 +262,7 @@ def build_class_page(slug: str, preset: str = "") -> bytes:
     from bokeh.embed import components
     from bokeh.models import CustomJS
 
-    from .classmode import ASSETS, _control, _markdown, _nav, _top, bokeh_js
-    from .pages import PAGES
-    from .pages.share import browser_code
+    from .classmode import _control, _markdown, render_page
     from .classapi import states_for
 
     sp, mod, page_cls = spec(slug), figures_module(slug), page_class(slug)
@@ -277,9 +277,6 @@ def build_class_page(slug: str, preset: str = "") -> bytes:
     script, divs = components(figs)
     found = find_preset(slug, preset)
     prompt = page_cls.default_prompt if found is None else preset_prompt(found)
-    options = "".join(f'<option value="{html.escape(p["id"], quote=True)}"'
-                      f'{" selected" if p["id"] == preset else ""}>{html.escape(p["title"])}</option>'
-                      for p in load_presets().get(slug, []))
     sidebar = "".join(
         f'<section class="group"><h4>{html.escape(title)}</h4>'
         + "".join(_control(states[attr], f, sp.choices.get(f)) for f in fs) + "</section>"
@@ -308,18 +305,8 @@ def build_class_page(slug: str, preset: str = "") -> bytes:
         "zooms": {k: list(v) for k, v in getattr(mod, "ZOOMS", {}).items()},
         "zoom_transforms": getattr(mod, "ZOOM_TRANSFORMS", {}),
         "zoom_bounds": {k: list(v) for k, v in getattr(mod, "ZOOM_BOUNDS", {}).items()},
-        "name": f"sgd-atlas-{slug}",
-        "png_js": browser_code("png-export"), "copy_js": browser_code("copy-link")}
-    js = "\n".join((ASSETS / "js" / f"{n}.js").read_text(encoding="utf-8")
-                   for n in ("class-menu", "class-common", "class-page"))
-    page = (ASSETS / "class-page.html").read_text(encoding="utf-8")
-    fill = {
-        "top": _top(), "title": html.escape(f"SGD Atlas · {PAGES[slug][0]} · class"),
-        "css": (ASSETS / "class.css").read_text(encoding="utf-8"), "resources": bokeh_js(),
-        "nav": _nav(slug), "presets": options, "sidebar": sidebar, "exports": exports,
-        "prompt": _markdown(prompt), "body": _layout_html(slug, divs, sp.labels, {k: f.height for k, f in figs.items()}),
-        "bokeh_script": script, "config": json.dumps(config).replace("</", "<\\/"), "js": js,
     }
-    for k, v in fill.items():
-        page = page.replace("{{" + k + "}}", v)
-    return page.encode()
+    heights = {k: f.height for k, f in figs.items()}
+    return render_page("class-page.html", slug, ("class-page",), config, preset,
+                       sidebar=sidebar, exports=exports, prompt=_markdown(prompt),
+                       body=_layout_html(slug, divs, sp.labels, heights), bokeh_script=script)

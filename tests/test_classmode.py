@@ -654,3 +654,43 @@ def test_pi_map_is_computed_once_and_validated():
     o = strict_json(other)
     assert o["sigma2"] == 100.0 and any("clamped" in n for n in o["notices"])
     assert o["columns"]["live-where-note"]["text"] == ["π map: paper 000 teacher only"]
+
+
+def test_each_class_page_has_the_controls_of_its_panel_page():
+    """The class page of a map or curve page sends every field its Panel page takes from a
+    link (the same state, the same validation), and each view's fields include every field
+    that changes its computation's tasks (the browser asks again when one changes)."""
+    from app.classpages import SPEC_BUILDERS, fields_of, view_fields
+    from app.compute import tasks_key
+    from app.pages import escape, phases, stability
+    from app.state import PAGE_STATES, OverfitParams, computations
+
+    panel = {"stability": stability.FIELDS, "phases": phases.FIELDS + phases.RANGES,
+             "escape": escape.FIELDS + ("view",) + escape.PL_FIELDS,
+             "overfit": OverfitParams.FIELDS}
+    assert set(panel) == set(SPEC_BUILDERS)
+    for slug, fields in panel.items():
+        assert set(fields) <= set(fields_of(slug)), slug
+        deps = view_fields(slug)
+        fresh = {a: c() for a, c in PAGE_STATES[slug].items()}
+        base = {k: tasks_key(v) for k, v in computations(slug, fresh).items()}
+        for name in fields_of(slug):  # a field missing from a view's list would leave it stale
+            states = {a: c() for a, c in PAGE_STATES[slug].items()}
+            owner = next(o for o in states.values() if name in o.param)
+            default = owner.param[name].default
+            p = owner.param[name]
+            objects = getattr(p, "objects", None)
+            if objects:
+                objects = list(objects.values()) if isinstance(objects, dict) else list(objects)
+                other = [o for o in objects if o != default and not isinstance(default, list)]
+                if not other:
+                    continue
+                setattr(owner, name, other[-1])
+            elif isinstance(default, bool):
+                setattr(owner, name, not default)
+            else:
+                continue  # (numbers: only view_fields' own nudge changes them)
+            now = {k: tasks_key(v) for k, v in computations(slug, states).items()}
+            for what, key in now.items():
+                if key != base[what] and what in deps:
+                    assert name in deps[what], (slug, what, name)

@@ -336,3 +336,55 @@ def test_the_computations_api_answers_hostile_links_with_json(monkeypatch):
             assert data["state"] in ("running", "done", "failed", "cancelled", "gone")
         else:
             assert data["status"] == resp.code and data["error"]
+
+
+def test_the_views_api_answers_hostile_links_with_json(monkeypatch):
+    """``/api/view`` and ``/api/view/data`` (app/classapi.py) get the hostile values in every
+    field of every class page's closed-form views (stability ``mu``, phases ``marker``,
+    overfitting ``regions``: nothing is computed) and in their own parameters: never a 500 or
+    a traceback; every answer is strict JSON; a 200's values are valid for their parameters
+    and name a view whose data is JSON with the view's keys."""
+    from urllib.parse import parse_qsl, urlencode
+
+    import param
+
+    from app import cache, classapi, classmode
+    from app.classpages import _owners
+    from app.state import PAGE_STATES
+
+    monkeypatch.setattr(cache, "_CACHE", cache.DatasetCache())
+    monkeypatch.setattr(classapi, "LEASE", 0.2)
+    instant = {"stability": "mu", "phases": "marker", "overfit": "regions"}
+    paths = []
+    for slug, what in instant.items():
+        for _, name in _owners(slug):
+            paths += ["/api/view?" + urlencode({"page": slug, "what": what, "client": "c" * 16,
+                                                name: str(v)}) for v in LINK_VALUES]
+    own = [{"page": "stability", "what": "mu", "client": "c" * 16, k: str(v)}
+           for k in ("page", "what", "client", "have", "preset", "lock", "hide") for v in LINK_VALUES]
+    paths += ["/api/view?" + urlencode(q) for q in own]
+    paths += ["/api/view/data?" + urlencode({"key": str(v)}) for v in LINK_VALUES]
+    try:
+        answers = _class_mode_requests(paths)
+        keys = {json.loads(r.body)["view"] for p, r in answers
+                if r.code == 200 and p.startswith("/api/view?")}
+        data = _class_mode_requests([f"/api/view/data?key={k}" for k in sorted(keys)])
+    finally:
+        classmode.reset_stores()
+    owners = {slug: {f: PAGE_STATES[slug][a] for a, f in _owners(slug)} for slug in instant}
+    for path, resp in answers:
+        assert resp.code in (200, 400, 404), (path, resp.code, resp.body[:300])
+        got = json.loads(resp.body, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+        if resp.code != 200:
+            assert got["status"] == resp.code and got["error"]
+            continue
+        slug = dict(parse_qsl(path.split("?", 1)[1]))["page"]
+        assert got["state"] == "done" and all(isinstance(n, str) for n in got["notices"])
+        for field, value in got["values"].items():
+            cls = owners[slug][field]
+            taken = tuple(float(x) for x in value.split(",")) if isinstance(
+                cls.param[field], param.Range) else value
+            cls.param[field]._validate(taken)
+    assert keys and all(r.code == 200 for _, r in data)
+    for _, r in data:
+        assert set(json.loads(r.body)) == {"columns", "titles", "props", "html"}
