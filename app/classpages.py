@@ -11,8 +11,8 @@ progress for every follower, cancel), draws the view from the results with the f
 ``view()`` — once per distinct view, kept by its key — and the browser fetches the drawn
 columns from ``GET /api/view/data?key=…`` (gzip, cacheable: a key names one content).
 
-:data:`SPECS` says, per page, which state objects and fields its controls are, how its plots
-and texts are laid out, and which views show only on one tab.
+:data:`SPEC_BUILDERS` gives, per page, its :class:`ClassSpec`: which state objects and fields
+its controls are, how its plots and texts are laid out, and which views show only on one tab.
 """
 
 from __future__ import annotations
@@ -34,9 +34,11 @@ class ClassSpec:
     """A page's class mode: ``sections`` are ``(heading, state attribute, fields)`` of the
     sidebar; ``layout`` is rows of items, each ``"fig:<key>"`` (a figure of ``figures()``),
     ``"html:<id>"`` (a view's text), ``"progress:<view>"`` (a computation's progress, cancel
-    and export) or ``"md:<text>"`` (fixed text, one-line Markdown); a row given as
-    ``(field, value, items)`` shows only while ``field`` has that value, and so are the views
-    it holds asked for. ``labels`` names each computed view for its progress and export."""
+    and export), ``"md:<text>"`` (fixed text, one-line Markdown) or ``"note:<key>"`` (a
+    ``notes`` entry: the page's own HTML); a row given as
+    ``(field, value, items)`` shows only while ``field`` has that value, and the views whose
+    progress it holds are asked for only then. ``labels`` names each computed view for its
+    progress and export."""
 
     slug: str
     page: str  # the Panel page's module under app.pages (its prompt, advanced fields)
@@ -286,13 +288,13 @@ def build_class_page(slug: str, preset: str = "") -> bytes:
     exports = "".join(
         f'<a class="btn export-nc" data-what="{html.escape(w, quote=True)}" href="#" download>'
         f'⬇ {html.escape(sp.labels[w])} (netCDF)</a>' for w in computed)
-    when = {}
+    when = {}  # a view shown on one tab only: the tab of its progress item
     for row in sp.layout:
         if len(row) == 3 and isinstance(row[2], tuple):
             for it in row[2]:
                 kind, _, arg = it.partition(":")
-                if kind in ("progress", "html", "fig"):
-                    when.setdefault(arg, (row[0], str(row[1])))
+                if kind == "progress":
+                    when[arg] = (row[0], str(row[1]))
     config = {
         "slug": slug, "preset": preset, "fields": fields,
         "advanced": [f for f in page_cls.advanced if f in fields], "extras": list(EXTRAS),

@@ -13,7 +13,7 @@
   const ctls = A.controls();
   const state = { values: Object.assign({}, config.values), synced: false, notices: [], views: {} };
   for (const what of Object.keys(config.views)) {
-    state.views[what] = { gen: 0, have: null, key: null, sent: null, dirty: true };
+    state.views[what] = { gen: 0, have: null, key: null, dirty: true };
   }
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   // which views show (a tab) is known from the link before the server has validated it
