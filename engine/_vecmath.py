@@ -93,10 +93,10 @@ _MANT = np.uint64(0x000FFFFFFFFFFFFF)
 _U52 = np.uint64(52)
 _U1023 = np.uint64(1023)
 
-_JIT = dict(nogil=True, cache=True, inline="always", error_model="numpy")
+_JIT_INLINE = dict(nogil=True, cache=True, inline="always", error_model="numpy")
 
 
-@njit(**_JIT)
+@njit(**_JIT_INLINE)
 def vexpm1(x):
     """exp(x) − 1 for x in [−40, 0] to ~2 ulp (arguments below −40 give −1, as exp does).
 
@@ -125,7 +125,7 @@ def vexpm1(x):
     return scale * p + (scale - 1.0)
 
 
-@njit(**_JIT)
+@njit(**_JIT_INLINE)
 def vtanh(z):
     """tanh(z) to ~3 ulp, branch free: tanh|z| = −e/(2 + e) with e = expm1(−2|z|)."""
     e = vexpm1(-2.0 * abs(z))
@@ -133,7 +133,7 @@ def vtanh(z):
     return z if z != z else t
 
 
-@njit(**_JIT)
+@njit(**_JIT_INLINE)
 def vlog(u):
     """Natural log for normal positive u (Box–Muller uses u in [2**-52, 1]) to ~2 ulp.
 
@@ -163,7 +163,7 @@ def vlog(u):
     return (e * _LN2_HI + logm) + e * _LN2_LO
 
 
-@njit(**_JIT)
+@njit(**_JIT_INLINE)
 def _sincos_turn(u):
     """(cos 2πu, sin 2πu) for u in [0, 1): quarter-turn reduction + Taylor on [−π/4, π/4]."""
     q4 = 4.0 * u
@@ -207,7 +207,7 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
 
-@njit(**_JIT)
+@njit(**_JIT_INLINE)
 def mix64(z):
     """SplitMix64 finaliser (Stafford's variant 13): a bijective 64-bit mixer."""
     z = (z ^ (z >> np.uint64(30))) * _M1
@@ -226,20 +226,20 @@ def _stream_key(seed, stream, index):
     return mix64(k ^ (np.uint64(index) * _G1 + _G2))
 
 
-@njit(**_JIT)
+@njit(**_JIT_INLINE)
 def uniform_bits(key, counter):
     """64 random bits, a pure function of (key, counter): two SplitMix64 rounds."""
     key = np.uint64(key)
     return mix64(mix64(key + np.uint64(counter) * _G1) ^ key)
 
 
-@njit(**_JIT)
+@njit(**_JIT_INLINE)
 def _unit(bits):
     """Uniform in [0, 1) with 52 random bits."""
     return _u2f((bits >> np.uint64(12)) | _EXP_ONE) - 1.0
 
 
-@njit(**_JIT)
+@njit(**_JIT_INLINE)
 def normal_pair(key, pair):
     """Standard normals number 2·pair and 2·pair + 1 of stream ``key`` (Box–Muller)."""
     u1 = 1.0 - _unit(uniform_bits(key, np.uint64(2) * np.uint64(pair)))  # (0, 1]

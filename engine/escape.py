@@ -15,8 +15,9 @@ import numpy as np
 import xarray as xr
 
 from . import schema
+from ._kernels import _count, _positive, _seed
 from ._vecmath import stream_key, uniforms
-from .fa import _count, _positive, _seed, run_reduced
+from .fa import run_reduced
 
 __all__ = ["escape_times", "summarise"]
 

@@ -16,6 +16,8 @@ are y = T(x) + ξ, ξ ~ N(0, τ²).
 
 The one model rule is :func:`_fa_sample` (residual and per-sample gradient); the integrators
 (:func:`_online_block`, :func:`_dataset_block`) only loop, draw noise, check exits and record.
+The teacher T(x), the mini-batch sampler, the numba options and the input checks shared with the
+other models live in :mod:`engine._kernels`.
 """
 
 from __future__ import annotations
@@ -24,8 +26,23 @@ import numpy as np
 from numba import njit, prange
 
 from . import schema
+from ._kernels import (
+    _JIT,
+    MAX_ELEMENTS,
+    TEACHERS,
+    _apply_teacher,
+    _choose,
+    _count,
+    _positive,
+    _seed,
+    _teacher,
+    _teacher_id,
+    _teacher_name,
+    _theta_array,
+    teacher_numpy,
+)
 from ._parallel import PARALLEL_LOCK
-from ._vecmath import normal_pair, stream_key, uniform_bits, vtanh
+from ._vecmath import normal_pair, stream_key, vtanh
 from .quadrature import half_gauss_rule
 
 __all__ = [
@@ -46,9 +63,6 @@ __all__ = [
     "DIVERGENCE_THRESHOLD",
 ]
 
-#: teacher name → coefficient of tanh(4x) in T(x) = 2 tanh x − c tanh 4x
-TEACHERS = {"paper000": 1.0, "paper001": 0.0, "2tanh": 0.0}
-
 #: the eight global minima of the paper-000 teacher, paper 000 eq. (9), order (w1, w2, v1, v2)
 OPTIMAL_POINTS = np.array(
     [
@@ -66,27 +80,11 @@ DIVERGENCE_THRESHOLD = 1e8
 _S_X, _S_XI, _S_DATA_X, _S_DATA_XI, _S_BATCH, _S_INIT = 0, 1, 2, 3, 4, 5
 _BLOCK = 128  # trajectories per block: local arrays stay in L1/L2
 _ROWS = 64  # samples of noise drawn ahead per block
-_JIT = dict(nogil=True, cache=True, error_model="numpy")
 
 
 # ---------------------------------------------------------------------------------------------
 # the model rule
 # ---------------------------------------------------------------------------------------------
-@njit(inline="always", **_JIT)
-def _teacher(x, c4):
-    """T(x) = 2 tanh x − c4 tanh 4x: c4 = 1 is paper 000's teacher, c4 = 0 paper 001's.
-
-    tanh 4x comes from t = tanh x by the quadruple-angle formula
-    tanh 4a = 4t(1 + t²)/(1 + 6t² + t⁴) (all terms positive: well conditioned, a few ulp; one
-    division instead of a second exponential), and the teacher is chosen by a coefficient, not
-    a branch, so the loop stays vectorised.
-    """
-    t = vtanh(x)
-    q = t * t
-    t4 = 4.0 * t * (1.0 + q) / (1.0 + q * (6.0 + q))
-    return 2.0 * t - c4 * t4
-
-
 @njit(inline="always", **_JIT)
 def _fa_sample(w1, w2, v1, v2, x, y):
     """Residual h = f(x; θ) − y and ∂l/∂θ for one sample, l = ½ h² (paper 000 eqs. 6–8)."""
@@ -234,24 +232,6 @@ def _record(rec, i, j0, m, act, w1, w2, v1, v2):
 
 
 @njit(**_JIT)
-def _choose(key, counter0, n, S, out, perm):
-    """S distinct indices of range(n), a pure function of (key, counter0), in O(S).
-
-    Partial Fisher–Yates on ``perm`` (which must hold 0 … n−1 and is restored afterwards):
-    swap i with a uniform r in [i, n) for i < S, read perm[:S], then undo the swaps.
-    """
-    for i in range(S):
-        r = i + np.int64(uniform_bits(key, np.uint64(counter0 + i)) % np.uint64(n - i))
-        out[i] = r  # remember the swap partner
-        perm[i], perm[r] = perm[r], perm[i]
-    for i in range(S - 1, -1, -1):
-        r = out[i]
-        chosen = perm[i]
-        perm[i], perm[r] = perm[r], perm[i]
-        out[i] = chosen
-
-
-@njit(**_JIT)
 def _dataset_block(theta, data_x, data_y, keys_b, shared, lr, S, n_steps, step0, rec_every,
                    bound, rec, exit_step, exit_reason, j0, m):
     """Mini-batch SGD on a fixed dataset (full-batch GD when S ≥ n) for trajectories j0 … j0+m−1.
@@ -335,16 +315,6 @@ _PARALLEL_MIN_TRAJECTORIES = 2 * _BLOCK
 # vectorised helpers (NumPy level)
 # ---------------------------------------------------------------------------------------------
 @njit(**_JIT)
-def _apply_teacher(x, c4):
-    out = np.empty_like(x)
-    xf = x.ravel()
-    of = out.ravel()
-    for i in range(xf.size):
-        of[i] = _teacher(xf[i], c4)
-    return out
-
-
-@njit(**_JIT)
 def _student(theta, x):
     """f(x_k; θ_r) for theta (R, 4) and x (K,) → (R, K)."""
     out = np.empty((theta.shape[0], x.shape[0]))
@@ -389,25 +359,6 @@ def _weighted_loss(theta, x, y, c):
             acc += c[k] * 0.5 * h * h
         loss[r] = acc
     return loss
-
-
-def _teacher_id(name: str) -> float:
-    if name not in TEACHERS:
-        raise ValueError(
-            f"teacher must be one of {sorted(TEACHERS)} (2tanh(x) − tanh(4x) is 'paper000', "
-            f"2tanh(x) is 'paper001'), not {name!r}."
-        )
-    return TEACHERS[name]
-
-
-def _theta_array(theta, name="theta"):
-    arr = np.asarray(theta, dtype=float)
-    if arr.shape[-1:] != (4,):
-        raise ValueError(f"{name} must have a last axis of length 4 ordered (w1, w2, v1, v2); "
-                         f"got shape {arr.shape}.")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf; start from finite parameters.")
-    return arr
 
 
 def teacher(x, name: str = "paper000") -> np.ndarray:
@@ -483,65 +434,9 @@ def reduced_map(w, v, x, lr: float, teacher: str = "paper000") -> tuple[np.ndarr
     return w - lr * x * v * h * (1.0 - t * t), v - lr * t * h
 
 
-def teacher_numpy(x, name: str = "paper000") -> np.ndarray:
-    """T(x) with NumPy's tanh (an implementation independent of the kernels, for checks)."""
-    x = np.asarray(x, dtype=float)
-    return 2.0 * np.tanh(x) - _teacher_id(name) * np.tanh(4.0 * x)
-
-
 # ---------------------------------------------------------------------------------------------
-# input checks shared by the public functions
+# random streams, data and initial conditions
 # ---------------------------------------------------------------------------------------------
-def _positive(value, name, allow_zero=False):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, not {value!r}.") from None
-    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        need = "≥ 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {need}; got {value!r}.")
-    return v
-
-
-#: the largest count (steps, trajectories, data points, …) any engine function accepts: 10¹²
-#: steps already take days; anything larger is a mistake or an attack, not a request
-MAX_COUNT = 10**12
-#: the largest array an engine function allocates for its inputs or records (2 GiB of
-#: float64); Linux overcommits memory, so a larger request would "succeed" and then kill the
-#: process when filled
-MAX_ELEMENTS = 2**28
-
-
-def _count(value, name, minimum=0, maximum=MAX_COUNT):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, (float, np.floating)) and float(value).is_integer():
-            value = int(value)
-        else:
-            raise ValueError(f"{name} must be a whole number, not {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be ≥ {minimum}; got {value}.")
-    if value > maximum:
-        raise ValueError(f"{name} must be at most {maximum:.3g}; got {value:.3g}.")
-    return int(value)
-
-
-def _check_size(*shape, what: str) -> None:
-    """Refuse to allocate an array of ``shape`` if it has more than MAX_ELEMENTS entries."""
-    n = 1
-    for k in shape:
-        n *= max(int(k), 0)
-    if n > MAX_ELEMENTS:
-        raise ValueError(f"{what} would hold {n:.3g} values (at most {MAX_ELEMENTS:.3g}); "
-                         "ask for fewer steps, records or trajectories.")
-
-
-def _seed(seed):
-    seed = _count(seed, "seed")
-    if seed >= 2**63:
-        raise ValueError("seed must be below 2**63.")
-    return seed
-
-
 def _keys(seed, stream, ids):
     return np.array([stream_key(seed, stream, int(j)) for j in ids], dtype=np.uint64)
 
@@ -684,7 +579,7 @@ def run_ensemble(theta0, lr, sigma2, n_steps, batch_size=1, label_noise=0.0, tea
     S = _count(batch_size, "batch_size", 1)
     tau = _positive(label_noise, "label_noise", allow_zero=True)
     c4 = _teacher_id(teacher)
-    teacher = "paper000" if c4 else "paper001"  # canonical name ('2tanh' is an alias)
+    teacher = _teacher_name(teacher)  # canonical name ('2tanh' is an alias)
     if n_data is not None:
         n_data = _count(n_data, "n_data", 1)
     k = _count(record_every, "record_every", 1)
@@ -692,7 +587,7 @@ def run_ensemble(theta0, lr, sigma2, n_steps, batch_size=1, label_noise=0.0, tea
     t0 = _count(start_step, "start_step")
     bound = np.inf if bound is None or bound == np.inf else _positive(bound, "bound")
     n_rec = 1 + T // k + (1 if T % k else 0)
-    if n * n_rec * 4 * 8 > 2**31:
+    if n * n_rec * 4 > MAX_ELEMENTS:
         raise ValueError(
             f"recording {n} trajectories at {n_rec} steps needs more than 2 GiB; "
             "raise record_every."

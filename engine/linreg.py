@@ -42,16 +42,16 @@ from numba import njit, prange
 from scipy import optimize, special
 
 from . import schema
+from ._kernels import _JIT, _choose, _count, _positive, _seed
 from ._parallel import PARALLEL_LOCK
 from ._vecmath import normals, stream_key
 from .escape import summarise
-from .fa import DIVERGENCE_THRESHOLD, _choose, _count, _positive, _seed, batch_indices
+from .fa import DIVERGENCE_THRESHOLD, batch_indices
 
 __all__ = ["Regression", "make_regression", "first_passage_times", "stationary_exponent",
            "stationary_variance", "fit_exponent", "theory_slope", "theory_phi"]
 
 _S_LR_X, _S_LR_Y, _S_LR_BATCH = 40, 41, 42  # random-stream tags (see fa for 0–5, escape 31)
-_JIT = dict(nogil=True, cache=True, error_model="numpy")
 MAX_DIM = 64
 MAX_DATA = 1_000_000
 

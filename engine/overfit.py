@@ -27,9 +27,10 @@ from numba import njit
 from scipy import optimize
 
 from . import schema
+from ._kernels import _JIT, _choose, _count, _positive, _seed, _teacher_id, _theta_array
 from ._vecmath import normals, stream_key, vtanh
-from .fa import (DIVERGENCE_THRESHOLD, OPTIMAL_POINTS, _apply_teacher, _choose, _count, _positive,
-                 _seed, _teacher_id, _theta_array, batch_indices, population_loss)
+from .fa import DIVERGENCE_THRESHOLD, OPTIMAL_POINTS, batch_indices, population_loss
+from .fa import teacher as fa_teacher
 
 __all__ = ["train", "make_dataset", "generalization_error", "training_error", "hessian",
            "refine_minimum", "one_neuron_optimum", "canonical", "distance_to_optimal",
@@ -44,7 +45,6 @@ _S_OF_X, _S_OF_XI, _S_OF_BATCH = 50, 51, 52  # random-stream tags (fa 0–5, esc
 # then depends on the vector width: same machine, same bits); NaN/inf semantics are kept —
 # no 'nnan'/'ninf' — so divergence is still seen.
 _FAST = {"reassoc", "contract", "nsz"}
-_JIT = dict(nogil=True, cache=True, error_model="numpy")
 MAX_STEPS = 50_000_000
 MAX_DATA = 100_000
 MAX_RECORDS = 20_000
@@ -66,12 +66,12 @@ def make_dataset(n_data: int = 100, label_noise: float = 0.2, teacher: str = "2t
     seed = _seed(seed)
     x = normals(stream_key(seed, _S_OF_X, 0), 0, n)
     xi = normals(stream_key(seed, _S_OF_XI, 0), 0, n)
-    return x, _apply_teacher(x, _teacher_id(teacher)) + tau * xi
+    return x, fa_teacher(x, teacher) + tau * xi
 
 
 def teacher_values(x, teacher: str = "2tanh") -> np.ndarray:
     """T(x) elementwise (exact labels: the τ = 0 twin of a dataset)."""
-    return _apply_teacher(np.asarray(x, dtype=float), _teacher_id(teacher))
+    return fa_teacher(x, teacher)
 
 
 def generalization_error(theta, teacher: str = "2tanh") -> np.ndarray:

@@ -22,7 +22,8 @@ import numpy as np
 import xarray as xr
 
 from . import schema
-from .fa import _count, _positive, _seed, run_ensemble, uniform_initial
+from ._kernels import _count, _positive, _seed
+from .fa import run_ensemble, uniform_initial
 
 __all__ = ["pullback_cloud", "pullback_clouds", "distance_to_mwv", "nearest_mwv_point",
            "Cancelled"]

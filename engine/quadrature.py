@@ -4,8 +4,12 @@ tanh(wx) has poles on the imaginary axis at x = i(2k+1)π/(2w), closest to x = 0
 Gauss–Hermite rule converges slowly when |w|σ is large (MATH.md §2 warns of a 0.5 % error at 80
 nodes).  We integrate over u = x/σ ∈ [0, 10] (tail mass beyond 10 is 1.5e-23) with composite
 Gauss–Legendre on panels graded geometrically towards 0, so every panel is short compared with its
-distance to the poles.  Accuracy is checked against ``scipy.integrate.quad`` in
-``tests/test_quadrature.py``.
+distance to the poles.  Accuracy is checked against ``scipy.integrate.quad`` (adaptive
+QUADPACK) through the expectations built on this rule: the population loss in
+``tests/test_fa.py`` (``test_population_loss_equals_adaptive_quadrature``), the
+generalisation error in ``tests/test_overfit.py``
+(``test_generalization_error_equals_adaptive_quadrature``) and the μ± moments in
+``tests/test_stability.py`` (``test_mu_moments_equal_adaptive_quadrature``).
 """
 
 from __future__ import annotations

@@ -37,9 +37,9 @@ from numba import njit, prange
 from scipy import special
 
 from . import schema
+from ._kernels import _JIT, _count, _positive, _seed
 from ._parallel import PARALLEL_LOCK
 from ._vecmath import normal_pair
-from .fa import _JIT, _count, _positive, _seed
 
 __all__ = ["lyapunov_exponents", "log_abs_normal_mean", "phase_label", "simulate_saddle",
            "random_product_lyapunov", "PHASES"]

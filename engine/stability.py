@@ -26,9 +26,18 @@ import xarray as xr
 from numba import njit, prange
 
 from . import schema
+from ._kernels import (
+    _JIT,
+    _apply_teacher,
+    _count,
+    _positive,
+    _seed,
+    _teacher,
+    _teacher_id,
+    teacher_numpy,
+)
 from ._parallel import PARALLEL_LOCK
 from ._vecmath import normal_pair, stream_key, vtanh
-from .fa import _JIT, _count, _positive, _seed, _teacher, _teacher_id
 from .pullback import Cancelled
 from .quadrature import half_gauss_rule
 
@@ -81,7 +90,7 @@ def jacobian(x, w, v, teacher: str = "paper000"):
     x, w, v = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (x, w, v)))
     t = np.tanh(w * x)
     s = 1.0 - t * t
-    T = 2.0 * np.tanh(x) - _teacher_id(teacher) * np.tanh(4.0 * x)
+    T = teacher_numpy(x, teacher)
     return (-2.0 * v * x * x * s * (v - 3.0 * v * t * t + T * t), x * s * (T - 4.0 * v * t),
             -2.0 * t * t)
 
@@ -228,14 +237,6 @@ def _mu_moments(w, v, xs, cs, c4, out_hi, out_lo):
         out_lo[i] = lo_acc
 
 
-@njit(**_JIT)
-def _teacher_values(x, c4):
-    out = np.empty_like(x)
-    for i in range(x.size):
-        out[i] = _teacher(x[i], c4)
-    return out
-
-
 def attracting_probability(w, v, sigma2: float, lr: float | None = None,
                            teacher: str = "paper000", n_grid: int = 200) -> np.ndarray:
     """π(w, v) = P_x[μ+(x; w, v) ≤ 0], x ~ N(0, σ²) (paper 000 eq. 38, Fig. 3 right).
@@ -256,7 +257,7 @@ def attracting_probability(w, v, sigma2: float, lr: float | None = None,
     us = np.linspace(0.0, 10.0, _count(n_grid, "n_grid", 10) + 1)
     us[0] = 1e-300  # at x = 0, J = 0: take the limit from the right
     args = (np.ascontiguousarray(w).ravel(), np.ascontiguousarray(v).ravel(), sigma, c4,
-            neg_limit, us, _teacher_values(sigma * us, c4), out.reshape(-1))
+            neg_limit, us, _apply_teacher(sigma * us, c4), out.reshape(-1))
     if w.size < _PARALLEL_MIN:
         _pi_grid_serial(*args)  # small requests never wait for the parallel lock
     else:
