@@ -105,3 +105,60 @@ async def class_mode_server():
         client.close()
         server.stop()
         await server.close_all_connections()
+
+
+class EngineRuns:
+    """Watches every call of ``app.sweeps.run_tasks`` — how :class:`app.compute.Computation`
+    runs its tasks on the engine — made while it is installed (``install(monkeypatch)``): per
+    call, ``calls[i]["progress"]`` counts the engine's progress callbacks, ``["ended"]`` is a
+    ``threading.Event`` set when the call returned or raised, ``["error"]`` what it raised
+    (``app.sweeps.Cancelled`` / ``engine.pullback.Cancelled`` / ``RuntimeError("cancelled")``
+    when it was stopped by its cancel callback) and ``["result"]`` what it returned."""
+
+    def __init__(self):
+        import threading
+
+        self.calls: list[dict] = []
+        self._lock = threading.Lock()
+
+    def install(self, monkeypatch) -> "EngineRuns":
+        import threading
+
+        from app import sweeps
+        from app.compute import tasks_key
+
+        real = sweeps.run_tasks
+
+        def run_tasks(tasks, *, progress=None, cancel=None, **kw):
+            rec = {"progress": 0, "ended": threading.Event(), "error": None, "result": None,
+                   "key": tasks_key(tasks)}
+            with self._lock:
+                self.calls.append(rec)
+
+            def counted(done, total):
+                rec["progress"] += 1
+                if progress is not None:
+                    progress(done, total)
+
+            try:
+                rec["result"] = real(tasks, progress=counted, cancel=cancel, **kw)
+                return rec["result"]
+            except BaseException as exc:
+                rec["error"] = exc
+                raise
+            finally:
+                rec["ended"].set()
+
+        monkeypatch.setattr(sweeps, "run_tasks", run_tasks)
+        return self
+
+    def all_ended(self, timeout: float) -> bool:
+        """Whether every call so far has ended, waiting up to ``timeout`` seconds in all."""
+        deadline = time.time() + timeout
+        return all(rec["ended"].wait(max(deadline - time.time(), 0)) for rec in list(self.calls))
+
+    def of(self, key: str) -> dict | None:
+        """The last call running the computation with ``key``, if any."""
+        with self._lock:
+            found = [rec for rec in self.calls if rec["key"] == key]
+        return found[-1] if found else None

@@ -69,7 +69,7 @@ def test_identical_concurrent_requests_compute_once():
 
     def slow():
         calls.append(1)
-        time.sleep(0.3)
+        time.sleep(0.3)  # deliberately takes time (it waits for nothing): the others ask meanwhile
         return _ds(5, 1.0)
 
     results = []
@@ -137,10 +137,10 @@ def test_the_disk_stays_under_its_budget_least_recently_used_first(tmp_path):
     cache = DatasetCache(directory=tmp_path, disk_bytes=3 * one + one // 2)
     for i in range(3):
         cache.get_or_compute("k", {"i": i}, lambda: _engine_ds(float(i)))
-        time.sleep(0.02)  # distinct modification times
+        time.sleep(0.02)  # deliberately lets time pass: distinct modification times
     fresh = DatasetCache(directory=tmp_path, disk_bytes=cache.disk_bytes)
     fresh.get_or_compute("k", {"i": 0}, lambda: _engine_ds(-1.0))  # read from disk: now recent
-    time.sleep(0.02)
+    time.sleep(0.02)  # deliberately lets time pass: {"i": 0} is now older than what follows
     fresh.get_or_compute("k", {"i": 3}, lambda: _engine_ds(3.0))
     assert fresh.disk_usage() <= fresh.disk_bytes
     assert not fresh.path("k", {"i": 1}).exists()  # the least recently used one went
@@ -183,7 +183,7 @@ def test_concurrent_sessions_and_two_processes_sharing_a_folder(tmp_path):
                 def compute(i=int(i)):
                     with lock:
                         calls[c].append(i)
-                    time.sleep(0.05)
+                    time.sleep(0.05)  # deliberately takes time: other sessions ask meanwhile
                     return _engine_ds(float(i))
                 ds = caches[c].get_or_compute("k", {"i": int(i)}, compute)
                 assert float(ds.a[0]) == i

@@ -83,11 +83,28 @@ def test_engine_functions_reject_hostile_values_with_a_clear_message(case):
         text = str(exc)
         assert name in text or name.replace("_", " ") in text, text
         return
-    # accepted (e.g. η = 1e6 is a legal request): the answer must be a sound one
+    # accepted (e.g. η = 1e6 is a legal request): the answer must be a sound one — the same
+    # variables and shapes as the answer to valid arguments, the value taken recorded as
+    # given, and a number written as text ("0.1") giving exactly the answer to the number
+    valid = fn(**base)
+    if isinstance(value, str):
+        again = fn(**{**base, name: float(value)})
     if hasattr(result, "data_vars"):
         assert result.attrs, "a Dataset without its inputs"
-    elif isinstance(result, np.ndarray):
-        assert result.size > 0
+        if value is None:  # "not given" may leave a part out (no finite-η map without η)
+            assert result.data_vars and set(result.data_vars) <= set(valid.data_vars)
+        else:
+            assert sorted(result.data_vars) == sorted(valid.data_vars), (name, value)
+        assert dict(result.sizes) == dict(valid.sizes), (name, value)
+        if isinstance(value, (int, float, str)) and name in result.attrs:
+            assert float(result.attrs[name]) == float(value), (name, value, result.attrs[name])
+        if isinstance(value, str):
+            assert result.drop_attrs().equals(again.drop_attrs()), (name, value)
+    else:
+        result, valid = np.asarray(result), np.asarray(valid)
+        assert result.shape == valid.shape and not np.isnan(result).all(), (name, value)
+        if isinstance(value, str):
+            np.testing.assert_array_equal(result, np.asarray(again))
 
 
 def test_divergence_over_a_log_grid_of_eta_is_reported_never_raised():

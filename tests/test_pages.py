@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import holoviews as hv
 import numpy as np
 import pytest
 
 from app.pages.stability import StabilityPage
 from app.pages.trajectories import TrajectoriesPage
-from tests.support import run_async, wait_until
+from tests.support import EngineRuns, run_async, wait_until
 
 hv.extension("bokeh")
 
@@ -64,13 +62,28 @@ def test_stability_page_computes_in_the_background_and_follows_sigma2():
         page.cleanup()
 
 
-def test_cancelling_the_cloud_drops_its_result():
+def test_cancelling_the_cloud_drops_its_result(monkeypatch):
+    """Cancel stops the cloud's computation itself, not only what the page says: it is
+    cancelled and out of the registry, the engine (which was reporting progress) stops at its
+    next check with its cancellation, and no result arrives."""
+    from app import compute
+
+    runs = EngineRuns().install(monkeypatch)
     page = StabilityPage(query={"resolution": "10", "pullback_points": "100000",
                                 "pullback_time": "100000"})
     try:
-        time.sleep(0.5)
+        comp = page._cloud_view._follower.computation
+        assert comp is not None and comp.state == compute.RUNNING
+        # the engine is computing the cloud (10⁵ paths × 10⁵ steps: minutes) and says so
+        _wait(lambda: runs.of(comp.key) is not None and runs.of(comp.key)["progress"] > 0)
+        run = runs.of(comp.key)
         page._cloud_view.cancel()
-        time.sleep(2.0)
+        assert "Cancelled" in page._cloud_view.status.object
+        assert comp.state == compute.CANCELLED and compute.running(comp.key) is None
+        assert not page._cloud_view.running
+        assert run["ended"].wait(30), "the engine still computes the cancelled cloud"
+        assert run["result"] is None and "cancel" in str(run["error"]).lower(), run["error"]
+        assert comp.status().done < comp.total and comp.status().results == ()
         assert page._cloud_ds is None and "Cancelled" in page._cloud_view.status.object
     finally:
         page.cleanup()

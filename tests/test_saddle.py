@@ -1,6 +1,7 @@
 """Lyapunov exponents at the Type-II saddle (paper 002, Proposition 1; MATH.md §3).
 
-Issue 4's engine part; its page is not built yet."""
+Issue 4's engine part; its page, the phases page (app/pages/phases.py), is tested in
+tests/test_phases_view.py and tests/browser/test_phases_page.py."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ import pytest
 from app import compute, jobs
 from app.cache import configure, get_cache
 from app.compute import Follower
-from tests.support import wait_until
+from tests.support import EngineRuns, wait_until
 
 hv.extension("bokeh")
 
@@ -52,6 +52,13 @@ def _values(results):
     return [float(ds.value) for ds in results]
 
 
+def _computations_idle() -> bool:
+    """No job waits for a worker of :data:`app.compute.EXECUTOR` and no thread runs
+    app/compute.py (a computation, its results and its callbacks, which without a server
+    run in the computing thread)."""
+    return compute.EXECUTOR._work_queue.empty() and not _threads_in("app/compute.py")
+
+
 def test_latest_wins_and_superseded_jobs_never_start():
     """Ten requests in a row from one session: only the last one's result is shown, and the
     ones still queued behind busy workers never run at all."""
@@ -65,44 +72,55 @@ def test_latest_wins_and_superseded_jobs_never_start():
         slot.follow([_task(lambda v: started.append(v) or v, k)], lambda r: shown.append(_values(r)))
     busy.set()
     _wait(lambda: shown)
-    time.sleep(0.2)
+    _wait(_computations_idle)  # every job has run (or been dropped) and called back what it would
     assert shown == [[9]] and started == [9]
 
 
 def test_a_stale_result_never_overwrites_a_newer_one():
     slot = Follower(lambda fn: fn())
     shown = []
-    release = threading.Event()
-    # slow, then superseded (its engine does not check cancel: it runs to its end)
-    slot.follow([_task(lambda v: release.wait(5) and v, 1)], lambda r: shown.append(_values(r)))
-    time.sleep(0.05)
+    started, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow(v):  # its engine does not check cancel: it runs to its end
+        started.set()
+        release.wait(5)
+        finished.set()
+        return v
+
+    slot.follow([_task(slow, 1)], lambda r: shown.append(_values(r)))
+    assert started.wait(30)  # the slow one is computing, then it is superseded
     slot.follow([_task(lambda v: v, 2)], lambda r: shown.append(_values(r)))
     _wait(lambda: shown)
     release.set()
-    time.sleep(0.2)
+    assert finished.wait(30)
+    _wait(_computations_idle)  # the stale one has ended, and called back whatever it would
     assert shown == [[2]]
 
 
-def test_closing_a_tab_stops_its_computation():
-    """A page computing an escape curve is closed: the engine stops at its next check (not
-    after the whole curve) and nothing is called back into the closed session."""
+def test_closing_a_tab_stops_its_computation(monkeypatch):
+    """A page computing an escape curve is closed: its computation is cancelled and left by
+    the registry, the engine stops at its next check (not after the whole curve: it raises
+    its cancellation before the last σ² point) and nothing is called back into the closed
+    session."""
     from app.pages.escape import EscapePage
 
+    runs = EngineRuns().install(monkeypatch)
     calls = []
     page = EscapePage(query={"n_trajectories": "2000", "max_steps": "200000", "n_sigma2": "24"})
     page._job._on_results = lambda results: calls.append(len(results))
-    t0 = time.time()
-    time.sleep(0.5)
+    comp = page._job._follower.computation
+    assert comp is not None and compute.running(comp.key) is comp
+    _wait(lambda: runs.calls)  # the curve is being computed by the engine
+    assert not runs.calls[0]["ended"].is_set()
     page.cleanup()  # what main.py does when the browser session is destroyed
     n_calls = len(calls)
-    # the worker gives up between σ² points: the pool is free again well before the curve
-    # (24 points of 2000 × 2·10⁵ steps) could have finished
-    free = Follower(lambda fn: fn())
-    done = []
-    free.follow([_task(lambda v: v, 0)], done.append)
-    _wait(lambda: done, timeout=120)
-    assert time.time() - t0 < 120
-    time.sleep(0.3)
+    assert comp.state == compute.CANCELLED and compute.running(comp.key) is None
+    # the worker gives up between σ² points: the engine's run ends with its cancellation
+    # well before the curve (24 points of 2000 × 2·10⁵ steps) could have finished
+    assert runs.all_ended(timeout=120), "the engine still computes the closed tab's curve"
+    rec = runs.calls[0]
+    assert rec["error"] is not None and "cancel" in str(rec["error"]).lower(), rec["error"]
+    assert comp.state == compute.CANCELLED and comp.status().done < comp.total
     assert len(calls) == n_calls  # nothing after close
 
 
@@ -480,7 +498,9 @@ def _leave_a_computing_page():
 
             _wait(lambda: page() is not None and page()._cloud_view.running, timeout=60)
             served = page()
-            time.sleep(1.0)  # the cloud is being computed (10⁵ paths × 3·10⁴ steps: minutes)
+            # deliberately lets time pass (nothing to wait for): the cloud is still being
+            # computed a second later (10⁵ paths × 3·10⁴ steps: minutes)
+            time.sleep(1.0)
             assert served._cloud_view.running and served._cloud_ds is None
             assert _threads_in("engine/pullback.py")  # (what is checked below can fail)
         finally:
@@ -491,4 +511,6 @@ def _leave_a_computing_page():
         # the engine stops at its next check (chunks of 2,000 steps, 0.25 s on an idle
         # machine; the bound leaves room for a loaded one): no thread computes the cloud
         _wait(lambda: not _threads_in("engine/pullback.py"), timeout=3)
-        time.sleep(4.0)  # let Bokeh discard the session, as a served app would, before it stops
+        # deliberately lets time pass: Bokeh discards the unused session (3 s after its
+        # websocket closed) on its own schedule, as on a served app, before the server stops
+        time.sleep(4.0)

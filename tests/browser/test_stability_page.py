@@ -59,10 +59,23 @@ def test_lower_sigma2_shrinks_the_attracting_region(server, probe):
 
 
 def test_pullback_cloud_shows_its_trapped_fraction(server, probe):
-    page = _open(probe, server + "?page=stability&pullback_points=3000&pullback_time=1000")
+    """The fraction shown is the engine's: the share of the cloud's paths (the same link
+    values through :func:`engine.pullback.pullback_cloud`) nearer than the threshold to
+    M_wv, to the one decimal shown."""
+    import numpy as np
+
+    from engine import pullback
+
+    link = dict(sigma2=1.0, lr=0.1, seed=3, pullback_points=3000, pullback_time=1000,
+                trapped_distance=0.15)
+    page = _open(probe, server + "?page=stability&" + "&".join(f"{k}={v}" for k, v in link.items()))
     page.wait_for_selector("#trapped-fraction", timeout=60_000)
-    frac = float(page.locator("#trapped-fraction").inner_text().rstrip(" %"))
-    assert 0 <= frac <= 100
+    shown = page.locator("#trapped-fraction").inner_text()
+    ds = pullback.pullback_cloud(link["sigma2"], link["pullback_time"], lr=link["lr"],
+                                 n_points=link["pullback_points"], seed=link["seed"])
+    want = float(np.mean(ds.distance.values < link["trapped_distance"]))
+    assert 0 < want < 1  # (a fraction of 0 or 1 would not tell a wrong threshold apart)
+    assert shown == f"{100 * want:.1f} %", (shown, want)
     assert probe.errors == []
 
 
