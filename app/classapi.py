@@ -275,9 +275,7 @@ def view_json(v: dict) -> bytes:
 
 async def view_data(key: str) -> bytes:
     """``/api/view/data?key=…``: a drawn view's gzipped JSON."""
-    import re as _re
-
-    body = view_store().get(key) if _re.fullmatch(r"[0-9a-f]{32}", key) else None
+    body = view_store().get(key) if re.fullmatch(r"[0-9a-f]{32}", key) else None
     if body is None:
         raise Gone("This view is no longer on the server: ask /api/view for it again.")
     return body

@@ -484,11 +484,21 @@ def _nav(slug: str) -> str:
         for s, (t, _) in PAGES.items()) + "</nav>"
 
 
-def _top() -> str:
-    """The top every class page shares (``assets/class-top.html``: head, header with the menu
-    button, the start of the sidebar with the navigation), its {{…}} fields filled by the caller."""
-    text = (ASSETS / "class-top.html").read_text(encoding="utf-8")
-    return text.split("\n", 1)[1]  # without its comment line
+def _part(name: str) -> str:
+    """A piece every class page shares (``assets/<name>``) without its comment line, its
+    {{…}} fields filled by the caller: ``class-top.html`` (head, header with the menu button,
+    the start of the sidebar with the navigation) and ``class-bottom.html`` (the end of a page
+    with figures: its configuration, the figures' script, its code)."""
+    return (ASSETS / name).read_text(encoding="utf-8").split("\n", 1)[1]
+
+
+def _fill(template: str, fill: dict[str, str]) -> bytes:
+    """``assets/<template>`` with each ``{{key}}`` replaced by ``fill[key]``, in order (a
+    value may hold fields filled later: the top and the bottom come first)."""
+    page = (ASSETS / template).read_text(encoding="utf-8")
+    for k, v in fill.items():
+        page = page.replace("{{" + k + "}}", v)
+    return page.encode()
 
 
 def render_page(template: str, slug: str, scripts: tuple[str, ...], config: dict, preset: str,
@@ -511,22 +521,12 @@ def render_page(template: str, slug: str, scripts: tuple[str, ...], config: dict
             '  <div class="ctl" data-hide="presets"><label for="preset">Preset</label>\n'
             '    <select id="preset"><option value="">— choose a preset —</option>'
             f"{presets}</select></div>")
-    fill = {"top": _top(), "bottom": _bottom(), "sidebar_head": head,
+    fill = {"top": _part("class-top.html"), "bottom": _part("class-bottom.html"), "sidebar_head": head,
             "title": html.escape(f"SGD Atlas · {PAGES[slug][0]} · class"),
             "css": (ASSETS / "class.css").read_text(encoding="utf-8"), "resources": bokeh_js(),
             "nav": _nav(slug), "config": json.dumps(config).replace("</", "<\\/"), "js": js,
             **fill}
-    page = (ASSETS / template).read_text(encoding="utf-8")
-    for k, v in fill.items():
-        page = page.replace("{{" + k + "}}", v)
-    return page.encode()
-
-
-def _bottom() -> str:
-    """The end of every class page with figures (``assets/class-bottom.html``: the page's
-    configuration, the figures' script, its code), its {{…}} fields filled by the caller."""
-    text = (ASSETS / "class-bottom.html").read_text(encoding="utf-8")
-    return text.split("\n", 1)[1]
+    return _fill(template, fill)
 
 
 def _markdown(text: str) -> str:
@@ -609,17 +609,14 @@ def build_static_page(slug: str) -> bytes:
         content = MarkdownIt("commonmark", {"html": False}).enable("table").render(TEXT)
     else:
         content = gallery_html()
-    page = (ASSETS / "class-static.html").read_text(encoding="utf-8")
     fill = {
-        "top": _top(), "resources": "",
+        "top": _part("class-top.html"), "resources": "",
         "title": html.escape(f"SGD Atlas · {PAGES[slug][0]} · class"),
         "css": (ASSETS / "class.css").read_text(encoding="utf-8") + CARD_CSS,
         "nav": _nav(slug), "note": html.escape(f"engine version {engine_version()}"),
         "content": content, "js": (ASSETS / "js" / "class-menu.js").read_text(encoding="utf-8"),
     }
-    for k, v in fill.items():
-        page = page.replace("{{" + k + "}}", v)
-    return page.encode()
+    return _fill("class-static.html", fill)
 
 
 async def class_page(slug: str, preset: str) -> bytes:
