@@ -285,11 +285,16 @@ class Follower:
         return self._closed
 
     def follow(self, tasks: Sequence, on_done: Callable[[list], None],
-               on_error: Callable[[BaseException], None] | None = None) -> Computation:
-        """Follow the computation of ``tasks`` (leaving the previous one)."""
+               on_error: Callable[[BaseException], None] | None = None,
+               on_start: Callable[[], None] | None = None) -> Computation:
+        """Follow the computation of ``tasks`` (leaving the previous one). ``on_start()`` runs
+        once the previous request can deliver nothing more (a callback of it that was running
+        has finished) and before anything of this one: where a view shows "computing…"."""
         with self._lock:
             self._generation += 1
             generation = self._generation
+            if on_start is not None:
+                on_start()
         sent = [0.0, -1]  # when progress was last delivered, and with how many results
         ended = threading.Event()  # the end is delivered once (see the race below)
 

@@ -201,3 +201,33 @@ def test_the_time_left_leaves_out_what_came_from_the_cache():
     assert all(left is None for d, left in lefts if d < 3)  # nothing computed yet to go on
     after_third = [left for d, left in lefts if d == 3]
     assert after_third and after_third[-1] == pytest.approx(0.3, abs=0.1)
+
+
+def test_a_new_requests_start_comes_after_an_earlier_requests_last_callback():
+    """A view draws "computing…" in ``on_start``: it must land after a callback of the earlier
+    request that was already running (its result would otherwise be drawn over the new
+    request's "computing…", under the new request's values), and before the new result."""
+    engine = Engine()
+    f, order = Follower(lambda fn: fn()), []
+    in_callback, finish_callback = threading.Event(), threading.Event()
+
+    def old_done(results):
+        in_callback.set()
+        finish_callback.wait(10)  # a slow drawing of the earlier result
+        order.append("old result")
+
+    f.follow(_tasks(engine, [1], hold=True), old_done)
+    engine.release.set()
+    assert in_callback.wait(10)
+    engine2 = Engine()
+    engine2.release.set()
+    newer = threading.Thread(target=lambda: f.follow(
+        _tasks(engine2, [2]), lambda r: order.append("new result"),
+        on_start=lambda: order.append("new start")))
+    newer.start()
+    time.sleep(0.2)  # the new request waits for the running callback
+    assert order == []
+    finish_callback.set()
+    newer.join(10)
+    wait_until(lambda: "new result" in order, 10)
+    assert order == ["old result", "new start", "new result"]

@@ -14,13 +14,11 @@ student with the same link follows the same computation.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import panel as pn
 import param
 
-from ..compute import Follower, tasks_key
+from ..compute import Follower
 from ..figures import apply_view
 from ..figures.stability import TAP_BOUNDS, figures, view
 from ..jobs import session_scheduler
@@ -59,7 +57,6 @@ class StabilityPage(Page):
         if query:
             self.apply_query(query)
         self._point_job = Follower(session_scheduler(pn.state.curdoc))
-        self._point_lock, self._point_want = threading.RLock(), None
         self._map_ds = self._cloud_ds = self._point_ds = None
         self._build()
         s = self.state
@@ -130,22 +127,14 @@ class StabilityPage(Page):
         self._draw("mu", None)
 
     def _request_point(self):
-        """π, its finite-η version and λ at the point, followed in the background; until they
-        arrive, "computing…". A result of an earlier point that arrives meanwhile is dropped
-        (its drawing and this request's are serialised by ``_point_lock``)."""
-        tasks = self.computation("point")
-        with self._point_lock:
-            self._point_want = want = tasks_key(tasks)
-            self._draw("point", None)
-        self._point_job.follow(tasks, lambda results: self._on_point(results, want),
-                               self._on_error)
+        """π, its finite-η version and λ at the point, followed in the background; "computing…"
+        until they arrive (drawn after any result of an earlier point: ``on_start``)."""
+        self._point_job.follow(self.computation("point"), self._on_point, self._on_error,
+                               on_start=lambda: self._draw("point", None))
 
-    def _on_point(self, results, want=None):
-        with self._point_lock:
-            if want is not None and want != self._point_want:
-                return  # an earlier point's
-            self._point_ds = results[0]
-            self._draw("point", self._point_ds)
+    def _on_point(self, results):
+        self._point_ds = results[0]
+        self._draw("point", self._point_ds)
 
     def _redraw_cloud(self):
         """The cloud, its rings and its trapped fraction."""
